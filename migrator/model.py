@@ -1,0 +1,207 @@
+"""The canonical workflow model every provider reads into and renders from.
+
+One shape holds everything the provider seeds can express, so that a translation is always
+provider -> canonical -> provider and never a pairwise special case. These models are the
+boundary for inventory files (validated on the way in) and are frozen afterwards.
+
+Times are in seconds throughout (providers convert: EMR seconds, DataWorks milliseconds), and
+cron expressions are kept in the Quartz form (seconds first, ``?`` for the unused day field),
+which both Alibaba products use natively.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+
+from migrator.translate.dag import find_cycle
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class TaskKind(StrEnum):
+    """Provider-neutral job kinds; the provider renderers map them to their own type names."""
+
+    SHELL = "shell"
+    PYTHON = "python"
+    HIVE_SQL = "hive_sql"
+    HIVE = "hive"
+    SPARK = "spark"
+    SPARK_SQL = "spark_sql"
+    SPARK_STREAMING = "spark_streaming"
+    MR = "mr"
+    PIG = "pig"
+    SQOOP = "sqoop"
+    ODPS_SQL = "odps_sql"
+    DATA_INTEGRATION = "data_integration"
+    VIRTUAL = "virtual"
+
+
+class FailureAction(StrEnum):
+    """What the scheduler does with the workflow instance when this task finally fails."""
+
+    STOP = "stop"
+    CONTINUE = "continue"
+
+
+class Resource(_Frozen):
+    """A file the task needs at run time (EMR ``ResourceList``, EnOS ``filePackage``)."""
+
+    path: Name
+    alias: str | None = None
+
+
+class RunSettings(_Frozen):
+    """Where and how a task runs: queue, memory (MB), cores, priority and the submitting user."""
+
+    queue: str | None = None
+    memory_mb: int | None = Field(default=None, ge=0)
+    cores: float | None = Field(default=None, ge=0)
+    priority: int | None = None
+    user: str | None = None
+    mode: str | None = Field(default=None, description="EMR submit mode: YARN (worker) or LOCAL (gateway)")
+    cluster: str | None = None
+
+
+class Variable(_Frozen):
+    """A custom variable; ``secret`` ones (EMR ``password: true``) never reach logs, store or reports."""
+
+    name: Name
+    value: SecretStr
+    secret: bool = False
+
+    def plain(self) -> str:
+        return self.value.get_secret_value()
+
+
+class Task(_Frozen):
+    """One node of a workflow DAG."""
+
+    name: Name
+    kind: TaskKind = TaskKind.SHELL
+    content: str = ""
+    description: str = ""
+    resources: tuple[Resource, ...] = ()
+    max_retries: int = Field(default=0, ge=0)
+    retry_interval: float = Field(default=0, ge=0, description="seconds between retries")
+    timeout: float | None = Field(default=None, ge=0, description="seconds; None means no limit")
+    failure_action: FailureAction = FailureAction.STOP
+    run: RunSettings = RunSettings()
+    parameters: dict[str, str] = Field(default_factory=dict)
+    environment: dict[str, str] = Field(default_factory=dict)
+    variables: tuple[Variable, ...] = ()
+
+
+class Edge(_Frozen):
+    """``downstream`` runs after ``upstream`` succeeds; both name tasks of the same workflow."""
+
+    upstream: Name
+    downstream: Name
+
+
+class Schedule(_Frozen):
+    """When the workflow fires. ``cron`` is Quartz (6 or 7 fields, seconds first)."""
+
+    cron: Name
+    timezone: str = "Asia/Shanghai"
+    start: datetime | None = None
+    end: datetime | None = None
+    paused: bool = False
+
+    @model_validator(mode="after")
+    def _window(self) -> Schedule:
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"schedule.start ({self.start}) must be before schedule.end ({self.end})")
+        return self
+
+
+class Alerts(_Frozen):
+    """Who hears about the workflow's outcome, and for which events."""
+
+    on_failure: bool = False
+    on_success: bool = False
+    on_task_failure: bool = False
+    channels: tuple[str, ...] = Field(default=(), description="e.g. email, sms, dingtalk")
+    recipients: tuple[str, ...] = Field(default=(), description="user or user-group ids")
+    dingtalk_groups: tuple[str, ...] = ()
+
+
+class Source(_Frozen):
+    """Where a workflow came from; ``system:id`` is the item key everything else derives from."""
+
+    system: Name = "inventory"
+    id: str | None = None
+
+
+class Workflow(_Frozen):
+    """A scheduler workflow: a DAG of tasks with a schedule, owned by someone, in a folder."""
+
+    name: Name
+    source: Source = Source()
+    description: str = ""
+    folder: str = Field(default="", description="slash-separated folder path at the source")
+    owners: tuple[str, ...] = ()
+    schedule: Schedule | None = None
+    parameters: dict[str, str] = Field(default_factory=dict)
+    alerts: Alerts = Alerts()
+    upstream: tuple[str, ...] = Field(default=(), description="keys or names of workflows this one waits for")
+    tasks: tuple[Task, ...] = Field(min_length=1)
+    edges: tuple[Edge, ...] = ()
+
+    @model_validator(mode="after")
+    def _dag(self) -> Workflow:
+        seen: set[str] = set()
+        for task in self.tasks:
+            if task.name in seen:
+                raise ValueError(f"workflow {self.name!r}: duplicate task name {task.name!r}")
+            seen.add(task.name)
+        for edge in self.edges:
+            for end in (edge.upstream, edge.downstream):
+                if end not in seen:
+                    raise ValueError(
+                        f"workflow {self.name!r}: edge {edge.upstream!r} -> {edge.downstream!r} "
+                        f"names unknown task {end!r}"
+                    )
+        cycle = find_cycle([t.name for t in self.tasks], [(e.upstream, e.downstream) for e in self.edges])
+        if cycle:
+            raise ValueError(f"workflow {self.name!r}: tasks form a cycle: {' -> '.join(cycle)}")
+        return self
+
+    @property
+    def path(self) -> str:
+        """Folder plus name: the workflow's human identity, stable across systems."""
+        return f"{self.folder.strip('/')}/{self.name}" if self.folder.strip("/") else self.name
+
+    @property
+    def key(self) -> str:
+        """The stable item key: source system plus source id (or path when the source has no ids)."""
+        return f"{self.source.system}:{self.source.id or self.path}"
+
+    def upstream_of(self, task: str) -> list[str]:
+        return [e.upstream for e in self.edges if e.downstream == task]
+
+    def content_hash(self) -> str:
+        """SHA-256 over the canonical JSON, secrets included, so a changed secret is a change."""
+        data = self.model_dump(mode="json")
+        for t_in, t_out in zip(self.tasks, data["tasks"], strict=True):
+            for v_in, v_out in zip(t_in.variables, t_out["variables"], strict=True):
+                v_out["value"] = v_in.plain()
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def inventory_schema() -> dict[str, Any]:
+    """JSON Schema of one inventory record (``migrator schema``)."""
+    schema = Workflow.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "migrator inventory record (one workflow)"
+    return schema
