@@ -1,0 +1,273 @@
+"""The command line: parses, calls the engine, renders. Exit codes are DESIGN.md's.
+
+0 everything done; 1 some items failed or are invalid; 2 usage or configuration error (also a
+locked, corrupt or unwritable state database); 3 interrupted, or a provider stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import click
+import structlog
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from migrator import log as logsetup
+from migrator import report as reports
+from migrator.config import Config, JobConfig, load_config, load_job
+from migrator.engine.pipeline import Outcome, Pipeline
+from migrator.engine.target import open_provider
+from migrator.errors import ConfigError, MigratorError, StoreError, StoreLockedError
+from migrator.model import inventory_schema
+from migrator.store import TERMINAL, State, Store
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
+T = TypeVar("T")
+log = structlog.get_logger("migrator")
+
+config_option = click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+                             help="config.toml (default: embedded sandboxes for every provider)")
+state_option = click.option("--state", "state_path", type=click.Path(path_type=Path, dir_okay=False),
+                            help="state database (default: from the config, else state/migrator.db)")
+
+
+def _run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn`` and turn SIGINT/SIGTERM into cancellation (the store's commits are shielded)."""
+
+    async def main() -> T:
+        result: list[T] = []
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        tg.cancel_scope.cancel()
+                        return
+
+            async def work() -> None:
+                result.append(await fn())
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            tg.start_soon(work)
+        if not result:
+            raise KeyboardInterrupt
+        return result[0]
+
+    return anyio.run(main)
+
+
+def _fail(exc: MigratorError) -> int:
+    click.echo(f"migrator: {logsetup.scrub(str(exc))}", err=True)
+    return EXIT_INTERRUPTED if isinstance(exc, StoreLockedError) else EXIT_USAGE
+
+
+def _state(config: Config, state_path: Path | None) -> Path:
+    return state_path or config.state
+
+
+class _RichObserver:
+    """Live progress on a terminal: settled items against items read so far."""
+
+    def __init__(self, progress: Progress, counts: dict[str, int]) -> None:
+        self.progress = progress
+        self.task = progress.add_task("migrating", total=None)
+        self.read_n = 0
+        self.done = 0
+        self.by_state: dict[str, int] = dict.fromkeys(counts, 0)
+
+    def read(self, n: int) -> None:
+        self.read_n += n
+        self.progress.update(self.task, total=self.read_n)
+
+    def settled(self, state: State, n: int = 1) -> None:
+        self.by_state[state.value] = self.by_state.get(state.value, 0) + n
+        self.done += n
+        detail = " ".join(f"{k}={v}" for k, v in self.by_state.items() if v)
+        self.progress.update(self.task, completed=self.done, description=f"migrating [{detail}]")
+
+
+class _LogObserver:
+    """Off a terminal: a log line every ``every`` settled items."""
+
+    def __init__(self, every: int = 500) -> None:
+        self.every, self.done, self.read_n = every, 0, 0
+
+    def read(self, n: int) -> None:
+        self.read_n += n
+
+    def settled(self, state: State, n: int = 1) -> None:
+        self.done += n
+        if self.done % self.every == 0:
+            log.info("progress", settled=self.done, read=self.read_n)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="migrator")
+def main() -> None:
+    """Migrate scheduler workflows between EMR Data Development, EnOS and DataWorks, resumably."""
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(path_type=Path, dir_okay=False))
+@config_option
+@state_option
+@click.option("--quiet", "-q", is_flag=True, help="only warnings and the summary")
+@click.option("--verbose", "-v", is_flag=True, help="debug logging, every call")
+def run(job_file: Path, config_path: Path | None, state_path: Path | None, quiet: bool, verbose: bool) -> None:
+    """Migrate or sync JOB_FILE; resumes by itself from the state database."""
+    logsetup.configure(verbose=verbose, quiet=quiet)
+    try:
+        config = load_config(config_path)
+        job = load_job(job_file)
+        target = config.provider(job.target.provider)
+        for secret in (target.access_key_id, target.access_key_secret):
+            logsetup.register_secret(secret.get_secret_value() if secret else None)
+    except MigratorError as exc:
+        sys.exit(_fail(exc))
+    state = _state(config, state_path)
+    console = Console(stderr=True)
+    try:
+        outcome = _run_async(lambda: _run_job(job, config, state, console, quiet))
+    except KeyboardInterrupt:
+        console.print("interrupted: progress is checkpointed; run the same command again to resume")
+        sys.exit(EXIT_INTERRUPTED)
+    except MigratorError as exc:
+        sys.exit(_fail(exc))
+    _summary(console, job, outcome)
+    sys.exit(outcome.exit_code)
+
+
+async def _run_job(job: JobConfig, config: Config, state: Path, console: Console, quiet: bool) -> Outcome:
+    cfg = config.provider(job.target.provider)
+    async with await Store.open(state) as store, open_provider(cfg, state) as (provider, effective):
+        counts = await store.counts(job.name)
+        if console.is_terminal and not quiet:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=console, transient=False) as progress:
+                observer: Any = _RichObserver(progress, counts)
+                return await Pipeline(job, effective, provider, store, observer).run()
+        return await Pipeline(job, effective, provider, store, _LogObserver()).run()
+
+
+def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
+    counts = outcome.counts
+    total = sum(counts.values())
+    parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    verdict = {0: "all done", 1: "finished with failed or invalid items", 3: "interrupted"}[outcome.exit_code]
+    console.print(f"{job.name}: {verdict} - {total} items: {parts or 'none'} (run {outcome.run_id}, "
+                  f"{outcome.retries} retries). Details: migrator report {job.path}")
+
+
+def _job_name(job: str | None, store_jobs: list[str]) -> str:
+    if job is None:
+        if len(store_jobs) == 1:
+            return store_jobs[0]
+        raise ConfigError("name a job: the state database holds " + (", ".join(store_jobs) or "no jobs yet"))
+    path = Path(job)
+    if path.suffix == ".toml" and path.exists():
+        return load_job(path).name
+    return job
+
+
+@main.command()
+@click.argument("job", required=False)
+@config_option
+@state_option
+def status(job: str | None, config_path: Path | None, state_path: Path | None) -> None:
+    """Where a run stands, read from the state database (safe while a run is writing)."""
+
+    async def show() -> int:
+        config = load_config(config_path)
+        async with await Store.open(_state(config, state_path), create=False) as store:
+            jobs = [_job_name(job, await store.jobs())] if job else await store.jobs()
+            for name in jobs:
+                counts = await store.counts(name)
+                total = sum(counts.values())
+                settled = sum(n for s, n in counts.items() if State(s) in TERMINAL)
+                runs = await store.runs(name)
+                last = runs[-1] if runs else None
+                state = (last.outcome or "running") if last else "never run"
+                click.echo(f"{name}: {settled}/{total} settled ({counts['done']} done, {counts['failed']} failed, "
+                           f"{counts['invalid']} invalid), {counts['polling']} async imports in flight; "
+                           f"last run {last.id if last else '-'}: {state}")
+        return EXIT_OK
+
+    try:
+        sys.exit(anyio.run(show))
+    except MigratorError as exc:
+        sys.exit(_fail(exc))
+
+
+@main.command()
+@click.argument("job", required=False)
+@click.option("--run", "run_id", type=int, help="an earlier run (default: the latest)")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="write to a file")
+@config_option
+@state_option
+def report(job: str | None, run_id: int | None, fmt: str, output: Path | None, config_path: Path | None,
+           state_path: Path | None) -> None:
+    """Report a job's items, failures and warnings from the state database."""
+
+    async def build() -> dict[str, Any]:
+        config = load_config(config_path)
+        async with await Store.open(_state(config, state_path), create=False) as store:
+            return await reports.build(store, _job_name(job, await store.jobs()), run_id)
+
+    try:
+        data = anyio.run(build)
+    except MigratorError as exc:
+        sys.exit(_fail(exc))
+    if fmt == "json":
+        text = reports.to_json(data)
+        if output:
+            output.write_text(text + "\n")
+        else:
+            click.echo(text)
+    else:
+        with output.open("w") if output else open(sys.stdout.fileno(), "w", closefd=False) as fh:
+            reports.print_table(data, Console(file=fh, width=160))
+    sys.exit(EXIT_OK)
+
+
+@main.command()
+@click.option("--port", type=int, help="serve on ports PORT, PORT+1, PORT+2 (emr, enos, dataworks)")
+@click.option("--data", type=click.Path(path_type=Path, dir_okay=False),
+              help="SQLite file the sandboxes keep their objects in (default: memory)")
+@click.option("--job-delay", default="0.5,2.0", show_default=True,
+              help="async jobs finish after a random delay in this range of seconds")
+@click.option("--latency", type=float, default=0.0, show_default=True, help="seconds added to every call")
+def sandbox(port: int | None, data: Path | None, job_delay: str, latency: float) -> None:
+    """Serve the provider sandboxes on loopback; prints one JSON line with endpoints and credentials."""
+    from migrator.sandbox.base import SandboxSettings
+    from migrator.sandbox.server import serve
+
+    logsetup.configure(quiet=True)
+    try:
+        low, high = (float(x) for x in job_delay.split(","))
+    except ValueError:
+        click.echo("migrator: --job-delay takes two numbers, like 0.5,2.0", err=True)
+        sys.exit(EXIT_USAGE)
+    settings = SandboxSettings(job_delay=(low, high), latency=latency)
+    try:
+        _run_async(lambda: serve(port, data, settings))
+    except KeyboardInterrupt:
+        sys.exit(EXIT_OK)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of one inventory record."""
+    click.echo(json.dumps(inventory_schema(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Config and job files -> validated pydantic models.
+
+``config.toml`` says where things are (providers, credentials, limits, the state database);
+a job file says what to move from where to where. Without a config file every provider kind is
+an embedded sandbox, so ``migrator run jobs/demo.toml`` works on a fresh machine.
+
+Secrets are never written in a config file: credential fields are ``$ENV_NAME`` references,
+resolved at load time into :class:`pydantic.SecretStr` so they cannot leak through a repr.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from migrator.errors import ConfigError
+from migrator.providers.registry import KINDS
+
+DEFAULT_STATE = Path("state/migrator.db")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PollPolicy(_Strict):
+    """How an async import is polled: first after ``initial`` s, then ``factor`` x, capped at ``max``.
+
+    The defaults keep the number of status calls per import at about two for jobs of 1-10 s,
+    and give up on a job after ``deadline`` s (the item fails with a clear reason).
+    """
+
+    initial: float = Field(default=2.0, gt=0)
+    factor: float = Field(default=2.0, ge=1)
+    max: float = Field(default=60.0, gt=0)
+    deadline: float = Field(default=1800.0, gt=0)
+
+    def delay(self, polls_done: int) -> float:
+        return float(min(self.max, self.initial * self.factor**polls_done))
+
+
+class SandboxOptions(_Strict):
+    """Behaviour of an embedded sandbox (only used when ``sandbox = true``)."""
+
+    job_delay: tuple[float, float] = (0.2, 1.5)
+    latency: float = 0.0
+
+
+class ProviderConfig(_Strict):
+    """One target (or source) account."""
+
+    name: str
+    kind: str
+    sandbox: bool = False
+    endpoint: str | None = None
+    project_id: str | None = None
+    region: str = "cn-hangzhou"
+    access_key_id: SecretStr | None = None
+    access_key_secret: SecretStr | None = None
+    signature: Literal["v3", "v1"] = "v3"
+    concurrency: int = Field(default=16, ge=1, le=1024)
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    timeout: float = Field(default=30.0, gt=0)
+    poll: PollPolicy = PollPolicy()
+    sandbox_options: SandboxOptions = SandboxOptions()
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        if v not in KINDS:
+            raise ValueError(f"unknown kind {v!r}; known kinds: {', '.join(KINDS)}")
+        return v
+
+
+class Config(_Strict):
+    state: Path = DEFAULT_STATE
+    providers: dict[str, ProviderConfig]
+
+    def provider(self, name: str) -> ProviderConfig:
+        if name in self.providers:
+            return self.providers[name]
+        known = ", ".join(sorted(self.providers)) or "none"
+        raise ConfigError(f"provider {name!r} is not configured (configured: {known})")
+
+
+class SourceConfig(_Strict):
+    """Where workflows come from. ``inventory``: canonical JSON Lines / JSON array files."""
+
+    kind: Literal["inventory"] = "inventory"
+    paths: tuple[Path, ...] = Field(min_length=1)
+
+
+class TargetConfig(_Strict):
+    provider: str
+    folder: str = Field(default="", description="folder at the target under which source folders are placed")
+
+
+class JobConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    mode: Literal["migrate", "sync"] = "migrate"
+    source: SourceConfig
+    target: TargetConfig
+    path: Path
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _explain(path: Path, exc: ValidationError) -> ConfigError:
+    lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    return ConfigError(f"{path}: " + "; ".join(lines))
+
+
+def _resolve_env(path: Path, field: str, value: object) -> SecretStr | None:
+    """``$NAME`` -> the environment variable's value. Literal secrets are refused."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("$"):
+        raise ConfigError(f"{path}: {field} must be an environment reference like \"$NAME\", not a literal")
+    name = value[1:]
+    if name not in os.environ:
+        raise ConfigError(f"{path}: {field} refers to environment variable {name}, which is not set")
+    return SecretStr(os.environ[name])
+
+
+def default_config() -> Config:
+    """No config file: every kind is an embedded sandbox named after its kind."""
+    return Config(providers={k: ProviderConfig(name=k, kind=k, sandbox=True) for k in KINDS})
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return default_config()
+    raw = _read_toml(path)
+    base = path.parent
+    providers: dict[str, object] = {}
+    raw_providers = raw.get("providers", {})
+    if not isinstance(raw_providers, dict):
+        raise ConfigError(f"{path}: [providers] must be a table of [providers.NAME] tables")
+    for name, body in raw_providers.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: providers.{name} must be a table")
+        entry = dict(body)
+        entry["name"] = name
+        entry.setdefault("kind", name)
+        creds = entry.pop("credentials", {})
+        if not isinstance(creds, dict):
+            raise ConfigError(f"{path}: providers.{name}.credentials must be a table")
+        if not entry.get("sandbox"):
+            creds.setdefault("access_key_id", "$ALIBABA_CLOUD_ACCESS_KEY_ID")
+            creds.setdefault("access_key_secret", "$ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+            for field in ("access_key_id", "access_key_secret"):
+                entry[field] = _resolve_env(path, f"providers.{name}.credentials.{field}", creds.get(field))
+        providers[name] = entry
+    state = raw.get("state", {})
+    state_path = state.get("path") if isinstance(state, dict) else None
+    try:
+        return Config.model_validate(
+            {
+                "providers": providers,
+                "state": base / state_path if isinstance(state_path, str) else DEFAULT_STATE,
+            }
+        )
+    except ValidationError as exc:
+        raise _explain(path, exc) from None
+
+
+def load_job(path: Path) -> JobConfig:
+    raw = _read_toml(path)
+    job = raw.get("job", {})
+    if not isinstance(job, dict):
+        raise ConfigError(f"{path}: [job] must be a table")
+    source = raw.get("source", {})
+    if isinstance(source, dict) and isinstance(source.get("paths"), list):
+        source = {**source, "paths": [path.parent / p for p in source["paths"]]}
+    try:
+        return JobConfig.model_validate(
+            {
+                "name": job.get("name", path.stem),
+                "mode": job.get("mode", "migrate"),
+                "source": source,
+                "target": raw.get("target", {}),
+                "path": path,
+            }
+        )
+    except ValidationError as exc:
+        raise _explain(path, exc) from None

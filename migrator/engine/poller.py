@@ -1,0 +1,98 @@
+"""Polls asynchronous imports to completion, working only from the store.
+
+Nothing about an in-flight job lives in memory: each round asks the store which ``polling``
+rows are due (``next_poll_at``), polls them, and writes back the outcome or the next poll time
+(``polls``-based backoff) and fails jobs past ``deadline_at``. A restarted process therefore
+resumes polling exactly where the last one stopped, with the job ids it stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+import structlog
+
+from migrator.config import PollPolicy
+from migrator.errors import ProviderError
+from migrator.providers.base import JobStatus, Provider
+from migrator.store import Item, Move, State, Store
+
+if TYPE_CHECKING:
+    from migrator.engine.pipeline import Observer
+
+log = structlog.get_logger(__name__)
+POLLING = frozenset({State.POLLING})
+IDLE = 0.25  # longest nap between looks at the store, so newly submitted jobs are seen promptly
+
+
+@dataclass(slots=True)
+class Poller:
+    job: str
+    run_id: int
+    policy: PollPolicy
+    provider: Provider
+    store: Store
+    observer: Observer
+    clock: Callable[[], float]
+    submits_done: anyio.Event
+
+    async def run(self) -> None:
+        """Until the submit stage has finished and no row is left in ``polling``."""
+        batch = max(4, self.provider.flow.concurrency * 4)
+        while True:
+            finished = self.submits_done.is_set()  # read before the query: see the docstring
+            now = self.clock()
+            due = await self.store.due_polls(self.job, now, batch)
+            if due:
+                async with anyio.create_task_group() as tg:
+                    for item in due:
+                        tg.start_soon(self.poll, item)
+                continue
+            nxt = await self.store.next_poll_at(self.job)
+            if nxt is None and finished:
+                return
+            await anyio.sleep(IDLE if nxt is None else min(max(nxt - now, 0.0), IDLE))
+
+    async def poll(self, item: Item) -> None:
+        assert item.remote_job_id is not None
+        now = self.clock()
+        key, polls = item.key, item.polls + 1
+        try:
+            result = await self.provider.poll(item.remote_job_id)
+        except ProviderError as exc:
+            if exc.retryable:
+                await self._again(item, polls, now, f"{exc.code}: {exc.message}")
+                return
+            await self._finish(key, State.FAILED, polls, exc.code, f"polling job {item.remote_job_id}: "
+                                                                  f"{exc.message}")
+            return
+        if result.status is JobStatus.SUCCESS:
+            await self._finish(key, State.DONE, polls)
+        elif result.status is JobStatus.FAILED:
+            await self._finish(key, State.FAILED, polls, "AsyncJobFailed",
+                               f"async job {item.remote_job_id} failed: {result.error}")
+        elif item.deadline_at is not None and now >= item.deadline_at:
+            await self._finish(key, State.FAILED, polls, "AsyncJobTimeout",
+                               f"async job {item.remote_job_id} still running after {self.policy.deadline:g}s "
+                               f"({polls} polls); `migrator retry` submits it again")
+        else:
+            await self._again(item, polls, now, None)
+
+    async def _again(self, item: Item, polls: int, now: float, note: str | None) -> None:
+        await self.store.apply(self.job, self.run_id, [
+            Move(item.key, POLLING, State.POLLING,
+                 {"polls": polls, "next_poll_at": now + self.policy.delay(polls)}, detail=note),
+        ])
+
+    async def _finish(self, key: str, state: State, polls: int, code: str | None = None,
+                      message: str | None = None) -> None:
+        await self.store.apply(self.job, self.run_id, [
+            Move(key, POLLING, state,
+                 {"polls": polls, "next_poll_at": None, "error_code": code, "error_message": message}),
+        ])
+        if state is State.FAILED:
+            log.warning("async job failed", key=key, code=code, reason=message)
+        self.observer.settled(state)

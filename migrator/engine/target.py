@@ -1,0 +1,48 @@
+"""Open a connection to a configured provider, starting its embedded sandbox when asked to.
+
+An embedded sandbox keeps its data beside the state database (``<state>.sandbox-<name>.db``),
+so a killed and restarted run finds what the "remote" side already holds, exactly as it would
+against the real service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+from pydantic import SecretStr
+
+from migrator.config import ProviderConfig
+from migrator.providers import registry
+from migrator.providers.base import Provider
+from migrator.sandbox.base import SandboxSettings
+from migrator.sandbox.server import running
+
+
+def sandbox_data_path(state: Path, name: str) -> Path:
+    return state.with_name(f"{state.stem}.sandbox-{name}.db")
+
+
+@asynccontextmanager
+async def open_provider(cfg: ProviderConfig, state: Path) -> AsyncIterator[tuple[Provider, ProviderConfig]]:
+    """Yield the provider and the effective config (endpoint and credentials filled for a sandbox)."""
+    plugin = registry.plugin(cfg.kind)
+    async with AsyncExitStack() as stack:
+        if cfg.sandbox:
+            settings = SandboxSettings(
+                data_path=sandbox_data_path(state, cfg.name),
+                job_delay=cfg.sandbox_options.job_delay,
+                latency=cfg.sandbox_options.latency,
+            )
+            handle = await stack.enter_async_context(running(cfg.kind, settings))
+            cfg = cfg.model_copy(update={
+                "endpoint": handle.endpoint,
+                "access_key_id": SecretStr(handle.credentials["access_key_id"]),
+                "access_key_secret": SecretStr(handle.credentials["access_key_secret"]),
+                "project_id": cfg.project_id or handle.identity.get("project_id"),
+            })
+        connector = aiohttp.TCPConnector(limit=cfg.concurrency * 2)
+        session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+        yield plugin.connect(cfg, session), cfg

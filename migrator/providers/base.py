@@ -1,0 +1,88 @@
+"""The Provider protocol: what the engine needs from a target, and nothing provider-specific."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import aiohttp
+    from aiohttp import web
+
+    from migrator.config import ProviderConfig, TargetConfig
+    from migrator.engine.flow import Flow
+    from migrator.model import Workflow
+    from migrator.sandbox.base import SandboxSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A workflow turned into the target's request(s), kept in memory only.
+
+    ``target_id`` is derived deterministically from the item key, so a re-run addresses the same
+    remote object; ``warnings`` say what the translation changed.
+    """
+
+    target_id: str
+    payload: Any
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The remote result of a submit. ``remote_job_id`` is set when the target works asynchronously."""
+
+    target_id: str
+    remote_job_id: str | None = None
+
+
+class JobStatus(StrEnum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Polled:
+    status: JobStatus
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What reconciliation found at the target for an item left in ``submitting``."""
+
+    target_id: str
+    complete: bool = True
+    remote_job_id: str | None = None
+
+
+class Provider(Protocol):
+    """A live connection to one target account."""
+
+    kind: str
+    flow: Flow
+
+    def render(self, workflow: Workflow, target: TargetConfig) -> Rendered:
+        """Translate; raise :class:`~migrator.errors.TranslationError` for what cannot be expressed."""
+        ...
+
+    async def submit(self, rendered: Rendered) -> Submitted: ...
+
+    async def poll(self, remote_job_id: str) -> Polled: ...
+
+    async def reconcile(self, key: str, target_id: str) -> Found | None:
+        """Look an item up at the target after a crash left it in ``submitting``; None if absent."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPlugin:
+    """What a provider folder registers: how to connect, and how to serve its sandbox."""
+
+    kind: str
+    connect: Callable[[ProviderConfig, aiohttp.ClientSession], Provider]
+    sandbox_app: Callable[[SandboxSettings], web.Application]
+    sandbox_identity: Callable[[SandboxSettings], dict[str, str]] = field(default=lambda _s: {})

@@ -1,0 +1,237 @@
+"""Canonical workflow -> DataWorks FlowSpec (the ``ImportWorkflowDefinition`` shape of the seed).
+
+Ids are derived from the item key, so importing the same workflow again addresses the same
+definition and nodes: DataWorks treats a known id as an update, which makes every re-run (and
+every resume after a crash) an upsert rather than a duplicate.
+
+What DataWorks cannot express is either refused (:class:`TranslationError`, the item becomes
+``invalid``) or carried with a warning that says what changed. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from migrator.errors import TranslationError
+from migrator.model import FailureAction, Task, TaskKind, Workflow
+
+#: canonical kind -> ``script.runtime.command`` (CodeProgramType names; note ``EMR_SCOOP``).
+COMMANDS: dict[TaskKind, str] = {
+    TaskKind.SHELL: "DIDE_SHELL",
+    TaskKind.PYTHON: "PYTHON",
+    TaskKind.HIVE_SQL: "EMR_HIVE",
+    TaskKind.HIVE: "EMR_HIVE_CLI",
+    TaskKind.SPARK: "EMR_SPARK",
+    TaskKind.SPARK_SQL: "EMR_SPARK_SQL",
+    TaskKind.SPARK_STREAMING: "EMR_SPARK_STREAMING",
+    TaskKind.MR: "EMR_MR",
+    TaskKind.SQOOP: "EMR_SCOOP",
+    TaskKind.ODPS_SQL: "ODPS_SQL",
+    TaskKind.DATA_INTEGRATION: "DI",
+    TaskKind.VIRTUAL: "VIRTUAL",
+}
+#: Kinds with no DataWorks equivalent: kept as a shell placeholder holding the original content.
+PLACEHOLDER = "DIDE_SHELL"
+SHELL_COMMANDS = frozenset({"DIDE_SHELL", "EMR_SHELL", "SHELL"})
+
+EARLIEST = "1970-01-01 00:00:00"
+LATEST = "9999-01-01 00:00:00"
+
+
+def stable_id(*parts: str) -> str:
+    """A 19-digit id that fits a signed 64-bit number (DataWorks ids are Longs carried as strings)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return str(10**18 + int.from_bytes(digest[:8], "big") % (8 * 10**18))  # < 2**63 - 1
+
+
+def workflow_id(key: str) -> str:
+    return stable_id("workflow", key)
+
+
+def node_id(key: str, task: str) -> str:
+    return stable_id("node", key, task)
+
+
+def _time(value: datetime | None, default: str) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else default
+
+
+def _cron(wf: Workflow) -> str:
+    """Quartz 6-field passes through; a 7th (year) field is accepted only when it is unrestricted."""
+    assert wf.schedule is not None
+    fields = wf.schedule.cron.split()
+    if len(fields) == 7 and fields[6] in {"*", "?"}:
+        fields = fields[:6]
+    if len(fields) != 6:
+        raise TranslationError(
+            f"workflow {wf.name!r}: schedule.cron {wf.schedule.cron!r} is not a 6-field Quartz expression "
+            "(a year restriction cannot be expressed in DataWorks)"
+        )
+    return " ".join(fields)
+
+
+class _Renderer:
+    def __init__(self, wf: Workflow, folder: str) -> None:
+        self.wf = wf
+        self.key = wf.key
+        self.warnings: list[str] = []
+        root = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
+        self.path = f"{root}/{wf.name}" if root else wf.name
+
+    def warn(self, rule: str, message: str) -> None:
+        self.warnings.append(f"{rule}: {message}")
+
+    def trigger(self) -> dict[str, Any]:
+        sched = self.wf.schedule
+        if sched is None:
+            return {"type": "Manual"}
+        return {
+            "type": "Scheduler",
+            "cron": _cron(self.wf),
+            "startTime": _time(sched.start, EARLIEST),
+            "endTime": _time(sched.end, LATEST),
+            "timezone": sched.timezone,
+            "delaySeconds": 0,
+        }
+
+    def parameters(self, values: dict[str, str], task: Task | None) -> list[dict[str, Any]]:
+        params = [
+            {"name": k, "artifactType": "Variable", "scope": "NodeParameter", "type": "Constant", "value": v}
+            for k, v in values.items()
+        ]
+        for var in task.variables if task else ():
+            if var.secret:
+                self.warn(
+                    "secret-variable",
+                    f"task {task.name!r}: secret variable {var.name!r} is not carried (DataWorks node "
+                    "parameters are plain text); set it at the target by hand",
+                )
+                continue
+            params.append({"name": var.name, "artifactType": "Variable", "scope": "NodeParameter",
+                           "type": "Constant", "value": var.plain()})
+        return params
+
+    def content(self, task: Task, command: str) -> str:
+        if not task.environment:
+            return task.content
+        if command in SHELL_COMMANDS:
+            exports = "".join(f"export {k}={json.dumps(v)}\n" for k, v in task.environment.items())
+            self.warn("environment", f"task {task.name!r}: environment carried as export lines in the script")
+            return exports + task.content
+        self.warn("environment", f"task {task.name!r}: environment {sorted(task.environment)} not carried "
+                                 f"({command} nodes have no environment)")
+        return task.content
+
+    def node(self, task: Task, trigger: dict[str, Any]) -> dict[str, Any]:
+        nid = node_id(self.key, task.name)
+        command = COMMANDS.get(task.kind)
+        if command is None:
+            command = PLACEHOLDER
+            self.warn("job-kind", f"task {task.name!r}: kind {task.kind.value} has no DataWorks equivalent; "
+                                  f"kept as a {PLACEHOLDER} placeholder holding the original content")
+        if task.failure_action is FailureAction.CONTINUE:
+            self.warn("failure-action", f"task {task.name!r}: continue-on-failure has no DataWorks equivalent; "
+                                        "downstream nodes will wait for a rerun")
+        runtime: dict[str, Any] = {"command": command}
+        run = task.run
+        emr = {
+            k: v for k, v in {
+                "queue": run.queue, "memory": run.memory_mb, "cores": run.cores, "priority": run.priority,
+                "submitter": run.user, "submitMode": {"YARN": "Yarn", "LOCAL": "Local"}.get((run.mode or "").upper()),
+            }.items() if v is not None
+        }
+        if emr and command.startswith("EMR_"):
+            runtime["emrJobConfig"] = emr
+        elif emr:
+            self.warn("run-settings", f"task {task.name!r}: run settings {sorted(emr)} apply only to EMR nodes; "
+                                      "not carried")
+        node: dict[str, Any] = {
+            "recurrence": "Pause" if self.wf.schedule and self.wf.schedule.paused else "Normal",
+            "id": nid,
+            "name": task.name,
+            "description": task.description,
+            "timeout": int(task.timeout or 0),
+            "instanceMode": "T+1",
+            "rerunMode": "Allowed",
+            "rerunTimes": task.max_retries,
+            "rerunInterval": int(task.retry_interval * 1000),
+            "script": {
+                "path": f"{self.path}/{task.name}",
+                "runtime": runtime,
+                "content": self.content(task, command),
+                "parameters": self.parameters(task.parameters, task),
+            },
+            "trigger": trigger,
+            "inputs": {},
+            "outputs": {"nodeOutputs": [{"data": nid, "artifactType": "NodeOutput", "refTableName": task.name}]},
+        }
+        if self.wf.owners:
+            node["owner"] = self.wf.owners[0]
+        if task.resources:
+            node["fileResources"] = [{"name": r.alias or r.path.rsplit("/", 1)[-1], "path": r.path}
+                                     for r in task.resources]
+            self.warn("resources", f"task {task.name!r}: {len(task.resources)} resource(s) referenced by name; "
+                                   "upload them to DataWorks resources before the first run")
+        return node
+
+    def spec(self) -> dict[str, Any]:
+        wf = self.wf
+        wid = workflow_id(self.key)
+        trigger = self.trigger()
+        nodes = [self.node(t, trigger) for t in wf.tasks]
+        dependencies = [
+            {
+                "nodeId": node_id(self.key, t.name),
+                "depends": [
+                    {"type": "Normal", "output": node_id(self.key, up), "refTableName": up}
+                    for up in wf.upstream_of(t.name)
+                ],
+            }
+            for t in wf.tasks
+            if wf.upstream_of(t.name)
+        ]
+        if len(wf.owners) > 1:
+            self.warn("owners", f"DataWorks has one owner per object; {wf.owners[0]!r} kept, "
+                                f"{list(wf.owners[1:])} dropped")
+        if wf.upstream:
+            self.warn("upstream-workflows", f"dependencies on other workflows {list(wf.upstream)} are not "
+                                            "carried yet; wire them at the target")
+        if wf.alerts.on_failure or wf.alerts.on_success or wf.alerts.on_task_failure:
+            self.warn("alerts", "alert settings are DataWorks monitoring rules, not part of the FlowSpec; "
+                                "not carried")
+        workflow: dict[str, Any] = {
+            "id": wid,
+            "name": wf.name,
+            "description": wf.description,
+            "script": {
+                "path": self.path,
+                "runtime": {"command": "WORKFLOW"},
+                "parameters": self.parameters(wf.parameters, None),
+            },
+            "trigger": trigger,
+            "strategy": {
+                "timeout": 0, "instanceMode": "T+1", "rerunMode": "Allowed", "rerunTimes": 0,
+                "rerunInterval": 0, "failureStrategy": "Break",
+            },
+            "inputs": {},
+            "outputs": {"nodeOutputs": [{"data": wid, "artifactType": "NodeOutput", "refTableName": wf.name}]},
+            "nodes": nodes,
+            "dependencies": dependencies,
+        }
+        if wf.owners:
+            workflow["owner"] = wf.owners[0]
+        return {
+            "version": "1.1.0",
+            "kind": "CycleWorkflow",
+            "spec": {"name": wf.name, "id": wid, "type": "CycleWorkflow", "workflows": [workflow]},
+        }
+
+
+def render(wf: Workflow, folder: str = "") -> tuple[str, dict[str, Any], tuple[str, ...]]:
+    """Return ``(workflow id, FlowSpec, warnings)`` for one workflow."""
+    renderer = _Renderer(wf, folder)
+    spec = renderer.spec()
+    return workflow_id(wf.key), spec, tuple(renderer.warnings)

@@ -1,0 +1,84 @@
+"""Progress reports, read from the store only (never from a live process).
+
+``build`` gives the JSON contract of DESIGN.md (``job``, ``run``, ``counts`` with every state,
+``failures``, ``warnings``); the renderers turn it into a table or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from migrator.errors import StoreError
+from migrator.store import State, Store
+
+FAILED_STATES = (State.FAILED.value, State.INVALID.value)
+
+
+async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any]:
+    runs = await store.runs(job)
+    if not runs:
+        raise StoreError(f"no run of job {job!r} in {store.path}")
+    chosen = runs[-1] if run is None else next((r for r in runs if r.id == run), None)
+    if chosen is None:
+        raise StoreError(f"job {job!r} has no run {run} (runs: {', '.join(str(r.id) for r in runs)})")
+    counts = await store.counts(job)
+    failures = []
+    warnings: list[dict[str, str]] = []
+    rules: Counter[str] = Counter()
+    for item in await store.in_states(job, [State(s) for s in State]):
+        if item.state.value in FAILED_STATES:
+            failures.append({"key": item.key, "name": item.name, "state": item.state.value,
+                             "code": item.error_code or "", "message": item.error_message or ""})
+        for warning in item.warnings:
+            rule = warning.split(":", 1)[0]
+            rules[rule] += 1
+            warnings.append({"key": item.key, "rule": rule, "message": warning.split(":", 1)[-1].strip()})
+    return {
+        "job": job,
+        "run": {"id": chosen.id, "mode": chosen.mode, "target": chosen.target, "started_at": chosen.started_at,
+                "ended_at": chosen.ended_at, "outcome": chosen.outcome or "running"},
+        "runs": [{"id": r.id, "started_at": r.started_at, "ended_at": r.ended_at, "outcome": r.outcome or "running"}
+                 for r in runs],
+        "total": sum(counts.values()),
+        "counts": counts,
+        "failures": failures,
+        "warnings": warnings,
+        "warnings_by_rule": dict(rules.most_common()),
+    }
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False)
+
+
+def print_table(report: dict[str, Any], console: Console) -> None:
+    run = report["run"]
+    console.print(f"[bold]{report['job']}[/bold]  run {run['id']} ({run['mode']} -> {run['target']}): "
+                  f"{run['outcome']}, {report['total']} items")
+    counts = Table(title="items by state")
+    counts.add_column("state")
+    counts.add_column("items", justify="right")
+    for state, n in report["counts"].items():
+        counts.add_row(state, str(n))
+    console.print(counts)
+    if report["warnings_by_rule"]:
+        rules = Table(title="translation warnings by rule")
+        rules.add_column("rule")
+        rules.add_column("count", justify="right")
+        for rule, n in report["warnings_by_rule"].items():
+            rules.add_row(rule, str(n))
+        console.print(rules)
+    if report["failures"]:
+        fails = Table(title="failed and invalid items")
+        for col in ("key", "state", "code", "message"):
+            fails.add_column(col, overflow="fold")
+        for f in report["failures"][:50]:
+            fails.add_row(f["key"], f["state"], f["code"], f["message"])
+        console.print(fails)
+        if len(report["failures"]) > 50:
+            console.print(f"... and {len(report['failures']) - 50} more (use --format json)")

@@ -1,0 +1,22 @@
+"""Settings every sandbox takes; each provider's sandbox reads what applies to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSettings:
+    """How a sandbox behaves.
+
+    ``data_path`` is the SQLite file that holds what the sandbox holds (objects, async jobs,
+    nonces, call counts) so that a killed and restarted sandbox behaves like the real service;
+    ``None`` keeps it in memory for the process's life.
+    """
+
+    data_path: Path | None = None
+    access_key_id: str = "sandbox-access-key-id"
+    access_key_secret: str = "sandbox-access-key-secret"
+    job_delay: tuple[float, float] = (0.5, 2.0)
+    latency: float = 0.0

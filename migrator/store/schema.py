@@ -1,0 +1,94 @@
+"""The state database's schema, as an ordered list of forward migrations.
+
+``PRAGMA user_version`` records how many migrations a file has had; opening a file applies the
+rest, each in its own transaction, so an old state database is upgraded in place and a newer
+one than this build understands is refused rather than damaged.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """The item state machine of DESIGN.md (``parked`` and ``orphaned`` arrive with later features)."""
+
+    PENDING = "pending"
+    RENDERED = "rendered"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    POLLING = "polling"
+    DONE = "done"
+    INVALID = "invalid"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+TERMINAL = frozenset({State.DONE, State.INVALID, State.FAILED, State.SKIPPED})
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: runs, items, parts, the append-only event log
+    """
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        job         TEXT NOT NULL,
+        mode        TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        pid         INTEGER NOT NULL,
+        started_at  REAL NOT NULL,
+        ended_at    REAL,
+        outcome     TEXT
+    );
+    CREATE TABLE items (
+        job            TEXT NOT NULL,
+        key            TEXT NOT NULL,
+        name           TEXT NOT NULL,
+        origin         TEXT NOT NULL DEFAULT '',
+        target         TEXT NOT NULL,
+        content_hash   TEXT,
+        submitted_hash TEXT,
+        state          TEXT NOT NULL,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        target_id      TEXT,
+        remote_job_id  TEXT,
+        next_poll_at   REAL,
+        deadline_at    REAL,
+        polls          INTEGER NOT NULL DEFAULT 0,
+        error_code     TEXT,
+        error_message  TEXT,
+        warnings       TEXT NOT NULL DEFAULT '[]',
+        run_id         INTEGER REFERENCES runs(id),
+        created_at     REAL NOT NULL,
+        updated_at     REAL NOT NULL,
+        seen_run       INTEGER,
+        PRIMARY KEY (job, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX items_by_state ON items(job, state);
+    CREATE INDEX items_due ON items(job, next_poll_at) WHERE state = 'polling';
+    CREATE TABLE parts (
+        job        TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        part       TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        target_id  TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (job, key, part)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id      INTEGER,
+        job         TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        from_state  TEXT,
+        to_state    TEXT NOT NULL,
+        at          REAL NOT NULL,
+        code        TEXT,
+        detail      TEXT
+    );
+    CREATE INDEX events_by_item ON events(job, key);
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    """,
+)

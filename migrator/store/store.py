@@ -1,0 +1,464 @@
+"""The SQLite checkpoint store: every item's state, every transition, every run.
+
+Crash safety rests on two rules (DESIGN.md): the intent to submit is committed before the
+remote call, and the remote result is committed in the transaction that leaves ``submitting``.
+:meth:`Store.apply` returns only once its changes are durable. Concurrent callers are
+group-committed (one transaction, one fsync, for whoever is waiting), each caller's changes in
+its own savepoint so that one bad change fails only its caller.
+
+``synchronous=FULL`` in WAL mode: a committed intent survives a power cut, not just a killed
+process, because a lost intent would let a non-idempotent create be repeated. Group commit keeps
+the cost of that fsync to one per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import aiosqlite
+import anyio
+
+from migrator.errors import StoreError
+from migrator.store.schema import MIGRATIONS, State
+
+Clock = Callable[[], float]
+
+_ITEM_COLUMNS = (
+    "job, key, name, origin, target, content_hash, submitted_hash, state, attempts, target_id, "
+    "remote_job_id, next_poll_at, deadline_at, polls, error_code, error_message, warnings, run_id, "
+    "created_at, updated_at, seen_run"
+)
+_MOVABLE = frozenset(
+    {
+        "content_hash",
+        "submitted_hash",
+        "attempts",
+        "target_id",
+        "remote_job_id",
+        "next_poll_at",
+        "deadline_at",
+        "polls",
+        "error_code",
+        "error_message",
+        "warnings",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One workflow's row in the store."""
+
+    job: str
+    key: str
+    name: str
+    origin: str
+    target: str
+    content_hash: str | None
+    submitted_hash: str | None
+    state: State
+    attempts: int
+    target_id: str | None
+    remote_job_id: str | None
+    next_poll_at: float | None
+    deadline_at: float | None
+    polls: int
+    error_code: str | None
+    error_message: str | None
+    warnings: tuple[str, ...]
+    run_id: int | None
+    created_at: float
+    updated_at: float
+    seen_run: int | None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Item:
+        values = list(row)
+        values[7] = State(values[7])
+        values[16] = tuple(json.loads(values[16]))
+        return cls(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The reader's view of an item: create it, or refresh what the source says about it."""
+
+    key: str
+    name: str
+    origin: str
+    target: str
+    state: State
+    content_hash: str | None = None
+    target_id: str | None = None
+    warnings: tuple[str, ...] = ()
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A guarded transition: the item must be in one of ``expect`` or the change is refused."""
+
+    key: str
+    expect: frozenset[State]
+    to: State
+    fields: dict[str, Any] = field(default_factory=dict)
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """The source still has this item (no state change, no event): marks it seen by this run."""
+
+    key: str
+
+
+Change = Record | Move | Seen
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: int
+    job: str
+    mode: str
+    target: str
+    pid: int
+    started_at: float
+    ended_at: float | None
+    outcome: str | None
+
+
+@dataclass(slots=True)
+class _Waiter:
+    job: str
+    run_id: int | None
+    changes: Sequence[Change]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: BaseException | None = None
+
+
+class Store:
+    """An open state database. Use ``async with await Store.open(path) as store``."""
+
+    def __init__(self, path: Path, conn: aiosqlite.Connection, clock: Clock) -> None:
+        self.path = path
+        self._conn = conn
+        self._clock = clock
+        self._lock = anyio.Lock()
+        self._pending: list[_Waiter] = []
+        self._committing = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: Path, *, clock: Clock = time.time, create: bool = True) -> Store:
+        if not create and not path.exists():
+            raise StoreError(f"state database {path} does not exist (has this job been run?)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open state database {path}: {exc}") from None
+        store = cls(path, conn, clock)
+        try:
+            await store._prepare()
+        except sqlite3.DatabaseError as exc:
+            await conn.close()
+            raise StoreError(f"state database {path} is unusable: {exc}") from None
+        return store
+
+    async def _prepare(self) -> None:
+        await self._conn.execute("PRAGMA busy_timeout = 10000")
+        mode = await self._fetchone("PRAGMA journal_mode = WAL")
+        if mode is None or str(mode[0]).lower() != "wal":
+            raise sqlite3.DatabaseError("could not switch to WAL journal mode")
+        await self._conn.execute("PRAGMA synchronous = FULL")
+        await self._conn.execute("PRAGMA foreign_keys = ON")
+        row = await self._fetchone("PRAGMA user_version")
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is newer than this migrator understands ({len(MIGRATIONS)})"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            statements = [s.strip() for s in _split_sql(script) if s.strip()]
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in statements:
+                    await self._conn.execute(statement)
+                await self._conn.execute(f"PRAGMA user_version = {number}")
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def schema_version(self) -> int:
+        row = await self._fetchone("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
+    # --- runs --------------------------------------------------------------------------------
+
+    async def start_run(self, job: str, mode: str, target: str) -> int:
+        async with self._transaction():
+            cursor = await self._conn.execute(
+                "INSERT INTO runs (job, mode, target, pid, started_at) VALUES (?, ?, ?, ?, ?)",
+                (job, mode, target, os.getpid(), self._clock()),
+            )
+            run_id = cursor.lastrowid
+        assert run_id is not None
+        return run_id
+
+    async def finish_run(self, run_id: int, outcome: str) -> None:
+        async with self._transaction():
+            await self._conn.execute(
+                "UPDATE runs SET ended_at = ?, outcome = ? WHERE id = ?", (self._clock(), outcome, run_id)
+            )
+
+    async def runs(self, job: str) -> list[Run]:
+        rows = await self._fetchall(
+            "SELECT id, job, mode, target, pid, started_at, ended_at, outcome FROM runs WHERE job = ? ORDER BY id",
+            (job,),
+        )
+        return [Run(*r) for r in rows]
+
+    async def jobs(self) -> list[str]:
+        rows = await self._fetchall("SELECT DISTINCT job FROM items UNION SELECT DISTINCT job FROM runs ORDER BY 1")
+        return [str(r[0]) for r in rows]
+
+    # --- items: reads ------------------------------------------------------------------------
+
+    async def items(self, job: str, keys: Iterable[str]) -> dict[str, Item]:
+        wanted = list(keys)
+        found: dict[str, Item] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._fetchall(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND key IN ({marks})", (job, *chunk)
+            )
+            found.update((r[1], Item.from_row(r)) for r in rows)
+        return found
+
+    async def item(self, job: str, key: str) -> Item | None:
+        return (await self.items(job, [key])).get(key)
+
+    async def in_states(self, job: str, states: Iterable[State], limit: int = -1) -> list[Item]:
+        wanted = [s.value for s in states]
+        marks = ",".join("?" * len(wanted))
+        rows = await self._fetchall(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND state IN ({marks}) ORDER BY created_at, key "
+            "LIMIT ?",
+            (job, *wanted, limit),
+        )
+        return [Item.from_row(r) for r in rows]
+
+    async def due_polls(self, job: str, now: float, limit: int) -> list[Item]:
+        rows = await self._fetchall(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND state = 'polling' AND next_poll_at <= ? "
+            "ORDER BY next_poll_at LIMIT ?",
+            (job, now, limit),
+        )
+        return [Item.from_row(r) for r in rows]
+
+    async def next_poll_at(self, job: str) -> float | None:
+        row = await self._fetchone(
+            "SELECT MIN(next_poll_at) FROM items WHERE job = ? AND state = 'polling'", (job,)
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def counts(self, job: str) -> dict[str, int]:
+        """Items by state, every state present (zeros included)."""
+        counts = {s.value: 0 for s in State}
+        for state, n in await self._fetchall(
+            "SELECT state, COUNT(*) FROM items WHERE job = ? GROUP BY state", (job,)
+        ):
+            counts[str(state)] = int(n)
+        return counts
+
+    async def events(self, job: str, key: str | None = None) -> list[tuple[Any, ...]]:
+        sql = "SELECT id, run_id, key, from_state, to_state, at, code, detail FROM events WHERE job = ?"
+        args: tuple[Any, ...] = (job,)
+        if key is not None:
+            sql += " AND key = ?"
+            args += (key,)
+        return [tuple(r) for r in await self._fetchall(sql + " ORDER BY id", args)]
+
+    # --- items: writes -----------------------------------------------------------------------
+
+    async def apply(self, job: str, run_id: int | None, changes: Sequence[Change]) -> None:
+        """Make ``changes`` durable (one savepoint, group-committed with concurrent callers).
+
+        Raises :class:`StoreError` if a :class:`Move` finds its item in an unexpected state; the
+        caller's other changes are then rolled back too, and nobody else's are affected.
+        """
+        waiter = _Waiter(job, run_id, changes)
+        self._pending.append(waiter)
+        if self._committing:
+            await waiter.done.wait()
+        else:
+            self._committing = True
+            try:
+                with anyio.CancelScope(shield=True):
+                    while self._pending:
+                        batch, self._pending = self._pending, []
+                        await self._commit(batch)
+            finally:
+                self._committing = False
+        if waiter.error is not None:
+            raise waiter.error
+
+    async def _commit(self, batch: list[_Waiter]) -> None:
+        try:
+            async with self._transaction():
+                for n, waiter in enumerate(batch):
+                    await self._conn.execute(f"SAVEPOINT w{n}")
+                    try:
+                        for change in waiter.changes:
+                            await self._apply_one(waiter.job, waiter.run_id, change)
+                    except (StoreError, sqlite3.IntegrityError) as exc:
+                        await self._conn.execute(f"ROLLBACK TO w{n}")
+                        waiter.error = exc
+                    await self._conn.execute(f"RELEASE w{n}")
+        except sqlite3.Error as exc:
+            failure = StoreError(f"cannot write state database {self.path}: {exc}")
+            for waiter in batch:
+                waiter.error = waiter.error or failure
+        finally:
+            for waiter in batch:
+                waiter.done.set()
+
+    async def _apply_one(self, job: str, run_id: int | None, change: Change) -> None:
+        now = self._clock()
+        if isinstance(change, Seen):
+            await self._conn.execute(
+                "UPDATE items SET seen_run = ? WHERE job = ? AND key = ?", (run_id, job, change.key)
+            )
+            return
+        if isinstance(change, Record):
+            await self._record(job, run_id, change, now)
+            return
+        sets = ["state = ?", "updated_at = ?", "run_id = ?"]
+        args: list[Any] = [change.to.value, now, run_id]
+        for name, value in change.fields.items():
+            if name not in _MOVABLE:
+                raise StoreError(f"field {name!r} cannot be set by a transition")
+            sets.append(f"{name} = ?")
+            args.append(json.dumps(list(value)) if name == "warnings" else value)
+        row = await self._fetchone("SELECT state FROM items WHERE job = ? AND key = ?", (job, change.key))
+        if row is None or State(row[0]) not in change.expect:
+            have = "missing" if row is None else row[0]
+            want = "/".join(sorted(s.value for s in change.expect))
+            raise StoreError(f"item {change.key!r} is {have}, not {want}; refusing {change.to.value}")
+        await self._conn.execute(
+            f"UPDATE items SET {', '.join(sets)} WHERE job = ? AND key = ?", (*args, job, change.key)
+        )
+        if row[0] == change.to.value and change.detail is None:
+            return  # a re-poll: bookkeeping, not a transition
+        await self._event(run_id, job, change.key, row[0], change.to.value, now,
+                          change.fields.get("error_code"), change.detail)
+
+    async def _record(self, job: str, run_id: int | None, rec: Record, now: float) -> None:
+        row = await self._fetchone("SELECT state FROM items WHERE job = ? AND key = ?", (job, rec.key))
+        values = (
+            rec.name, rec.origin, rec.target, rec.content_hash, rec.state.value, rec.target_id,
+            json.dumps(list(rec.warnings)), rec.error_code, rec.error_message, run_id, now, run_id,
+        )
+        if row is None:
+            await self._conn.execute(
+                "INSERT INTO items (name, origin, target, content_hash, state, target_id, warnings, error_code, "
+                "error_message, run_id, updated_at, seen_run, created_at, job, key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, now, job, rec.key),
+            )
+            await self._event(run_id, job, rec.key, None, State.PENDING.value, now, None, rec.origin)
+            previous = State.PENDING.value
+        else:
+            await self._conn.execute(
+                "UPDATE items SET name = ?, origin = ?, target = ?, content_hash = ?, state = ?, "
+                "target_id = COALESCE(?, target_id), warnings = ?, error_code = ?, error_message = ?, "
+                "run_id = ?, updated_at = ?, seen_run = ? WHERE job = ? AND key = ?",
+                (*values, job, rec.key),
+            )
+            previous = str(row[0])
+        if rec.state.value != previous:
+            await self._event(run_id, job, rec.key, previous, rec.state.value, now, rec.error_code,
+                              rec.error_message)
+
+    async def _event(
+        self, run_id: int | None, job: str, key: str, frm: str | None, to: str, at: float,
+        code: str | None, detail: str | None,
+    ) -> None:
+        await self._conn.execute(
+            "INSERT INTO events (run_id, job, key, from_state, to_state, at, code, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, job, key, frm, to, at, code, detail),
+        )
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    async def _fetchone(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self._conn.execute(sql, args) as cursor:
+            row: sqlite3.Row | None = await cursor.fetchone()
+            return row
+
+    async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            async with self._conn.execute(sql, args) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read state database {self.path}: {exc}") from None
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` .. ``COMMIT`` under the store's lock; rolls back on any error."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def __aenter__(self) -> None:
+        await self._store._lock.acquire()
+        try:
+            await self._store._conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._store._lock.release()
+            raise
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        try:
+            await self._store._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self._store._lock.release()
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements, keeping ``BEGIN .. END;`` trigger bodies whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.splitlines():
+        current.append(line)
+        joined = "\n".join(current)
+        if line.rstrip().endswith(";") and sqlite3.complete_statement(joined):
+            statements.append(joined)
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current))
+    return statements
