@@ -1,0 +1,431 @@
+"""A local DataWorks 2024-05-18 (new Data Studio) for the engine's tests and for people trying the tool.
+
+It serves the four actions the migrator uses behind the emulated POP gateway, so the official SDK
+can call it unmodified: ``ImportWorkflowDefinition`` (asynchronous, upsert by workflow id),
+``GetJobStatus``, ``GetWorkflowDefinition`` and ``ListWorkflowDefinitions``. A FlowSpec is checked
+the way the service checks it, and a bad one fails the async job, not the HTTP call, with a
+JSONPath in ``Error``. ``GET /_sandbox/objects`` shows what was imported and how many times.
+
+Cross-workflow dependencies resolve against outputs declared by workflows already accepted for
+import (their outputs are registered when the import is accepted, the definition itself is
+written when the job completes), so upstream workflows must be submitted before downstream ones.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from migrator.sandbox.acs import AcsError, AcsGateway, Call, json_response
+from migrator.sandbox.base import SandboxSettings
+from migrator.sandbox.storage import RUNNING, Job, SandboxStore
+
+VERSION = "2024-05-18"
+PRODUCT = "dataworks-public"
+PROJECT_ID = 10001
+OWNER = "1107550004253538"
+MAX_PAGE_SIZE = 100
+
+WORKFLOWS = "workflow_definitions"
+OUTPUTS = "node_outputs"  # index: output string -> owning workflow (parent) and node
+
+# A DataWorks id is a 64-bit number carried as a decimal string.
+_ID = re.compile(r"[0-9]{1,19}")
+_MAX_ID = 2**63 - 1
+
+
+def identity(settings: SandboxSettings) -> dict[str, str]:
+    """The sandbox's one workspace, which jobs must name as their DataWorks ``project_id``."""
+    return {"project_id": str(PROJECT_ID)}
+
+
+def create_app(settings: SandboxSettings) -> web.Application:
+    store = SandboxStore(settings.data_path)
+    service = _DataWorks(store, settings)
+    gateway = AcsGateway(
+        product=PRODUCT,
+        version=VERSION,
+        actions={
+            "ImportWorkflowDefinition": service.import_workflow_definition,
+            "GetJobStatus": service.get_job_status,
+            "GetWorkflowDefinition": service.get_workflow_definition,
+            "ListWorkflowDefinitions": service.list_workflow_definitions,
+        },
+        store=store,
+        credentials={settings.access_key_id: settings.access_key_secret},
+        latency=settings.latency,
+    )
+    app = web.Application()
+    gateway.install(app)
+    app.router.add_get("/_sandbox/objects", service.objects)
+
+    async def close(_app: web.Application) -> None:
+        store.close()
+
+    app.on_cleanup.append(close)
+    return app
+
+
+# --- FlowSpec checks ---------------------------------------------------------------------------
+
+
+class SpecInvalid(Exception):
+    """The first thing wrong with a FlowSpec, as ``<JSONPath>: <what>``."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """What a valid spec declares: the workflow, and every output with the node publishing it."""
+
+    workflow_id: str
+    name: str
+    path: str
+    outputs: tuple[tuple[str, str], ...]
+
+
+def _obj(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SpecInvalid(f"{path}: missing or not an object")
+    return value
+
+
+def _items(value: Any, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecInvalid(f"{path}: not an array")
+    return value
+
+
+def _text(owner: dict[str, Any], key: str, path: str) -> str:
+    value = owner.get(key)
+    if not isinstance(value, str) or not value:
+        raise SpecInvalid(f"{path}.{key}: missing")
+    return value
+
+
+def _id(owner: dict[str, Any], path: str) -> str:
+    value = _text(owner, "id", path)
+    if not _ID.fullmatch(value) or not 0 < int(value) <= _MAX_ID:
+        raise SpecInvalid(f'{path}.id: malformed id "{value}" (expected a positive 64-bit decimal string)')
+    return value
+
+
+def _declared_outputs(owner: dict[str, Any], path: str) -> list[str]:
+    at = f"{path}.outputs.nodeOutputs"
+    outputs = _items(_obj(owner.get("outputs"), f"{path}.outputs").get("nodeOutputs"), at)
+    return [_text(_obj(output, f"{at}[{k}]"), "data", f"{at}[{k}]") for k, output in enumerate(outputs)]
+
+
+def check_spec(doc: Any, output_owner: Callable[[str], str | None]) -> _Accepted:
+    """Validate a FlowSpec for import; ``output_owner(output)`` names the workflow owning an output.
+
+    Raises :class:`SpecInvalid` naming the JSONPath of the first problem.
+    """
+    spec = _obj(_obj(doc, "$").get("spec"), "$.spec")
+    workflows = _items(spec.get("workflows"), "$.spec.workflows")
+    base = "$.spec.workflows[0]"
+    if not workflows:
+        raise SpecInvalid(f"{base}: missing workflow")
+    workflow = _obj(workflows[0], base)
+    workflow_id, name = _id(workflow, base), _text(workflow, "name", base)
+    script = workflow.get("script")
+    path = script.get("path") if isinstance(script, dict) else None
+
+    outputs: dict[str, tuple[str, str]] = {}  # output -> (node id, JSONPath of its declaration)
+    if isinstance(workflow.get("outputs"), dict):
+        for k, output in enumerate(_declared_outputs(workflow, base)):
+            outputs.setdefault(output, (workflow_id, f"{base}.outputs.nodeOutputs[{k}].data"))
+    node_ids: set[str] = set()
+    names: set[str] = set()
+    for i, item in enumerate(_items(workflow.get("nodes"), f"{base}.nodes")):
+        at = f"{base}.nodes[{i}]"
+        node = _obj(item, at)
+        node_id, node_name = _id(node, at), _text(node, "name", at)
+        if node_id in node_ids or node_id == workflow_id:
+            raise SpecInvalid(f'{at}.id: duplicate node id "{node_id}"')
+        if node_name in names:
+            raise SpecInvalid(f'{at}.name: duplicate node name "{node_name}"')
+        node_ids.add(node_id)
+        names.add(node_name)
+        runtime = _obj(_obj(node.get("script"), f"{at}.script").get("runtime"), f"{at}.script.runtime")
+        _text(runtime, "command", f"{at}.script.runtime")
+        declared = _declared_outputs(node, at)
+        if not declared:
+            raise SpecInvalid(f"{at}.outputs.nodeOutputs: a node must declare at least one output")
+        for k, output in enumerate(declared):
+            out_path = f"{at}.outputs.nodeOutputs[{k}].data"
+            if output in outputs:
+                raise SpecInvalid(
+                    f'{out_path}: output "{output}" is already declared at {outputs[output][1]}'
+                )
+            outputs[output] = (node_id, out_path)
+    for output, (_node, out_path) in outputs.items():
+        owner = output_owner(output)
+        if owner is not None and owner != workflow_id:
+            raise SpecInvalid(f'{out_path}: output "{output}" is already declared by workflow {owner}')
+
+    node_outputs = {o for o, (node_id, _p) in outputs.items() if node_id != workflow_id}
+    for i, item in enumerate(_items(workflow.get("dependencies"), f"{base}.dependencies")):
+        at = f"{base}.dependencies[{i}]"
+        dependency = _obj(item, at)
+        node_id = _text(dependency, "nodeId", at)
+        if node_id not in node_ids:
+            raise SpecInvalid(f'{at}.nodeId: "{node_id}" is not a node of this workflow')
+        for j, depend in enumerate(_items(dependency.get("depends"), f"{at}.depends")):
+            output = _text(_obj(depend, f"{at}.depends[{j}]"), "output", f"{at}.depends[{j}]")
+            owner = output_owner(output)
+            if output not in node_outputs and (owner is None or owner == workflow_id):
+                raise SpecInvalid(f'{at}.depends[{j}].output: no node declares the output "{output}"')
+    accepted = tuple((o, node_id) for o, (node_id, _p) in outputs.items())
+    return _Accepted(workflow_id, name, path if isinstance(path, str) and path else name, accepted)
+
+
+# --- the service -------------------------------------------------------------------------------
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _bool_param(call: Call, name: str) -> bool:
+    value = call.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise AcsError(f"InvalidParameter.{name}", f"The parameter {name} must be true or false.")
+    return value == "true"
+
+
+def _int_param(call: Call, name: str, default: int, low: int, high: int) -> int:
+    raw = call.get(name)
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise AcsError(
+            f"InvalidParameter.{name}", f"The parameter {name} must be an integer from {low} to {high}."
+        )
+    return value
+
+
+def _workflow_id_hint(doc: Any) -> str:
+    """The workflow id an import will answer with, read leniently (the job reports what is wrong)."""
+    try:
+        value = doc["spec"]["workflows"][0]["id"]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def _without_script_content(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a FlowSpec without node script contents (GetWorkflowDefinition's default)."""
+    copy: dict[str, Any] = json.loads(json.dumps(spec))
+    for workflow in copy.get("spec", {}).get("workflows", []):
+        for node in workflow.get("nodes", []) if isinstance(workflow, dict) else []:
+            if isinstance(node, dict) and isinstance(node.get("script"), dict):
+                node["script"].pop("content", None)
+    return copy
+
+
+class _DataWorks:
+    """The actions, over the sandbox store."""
+
+    def __init__(self, store: SandboxStore, settings: SandboxSettings) -> None:
+        self._store = store
+        self._delay = settings.job_delay
+
+    def _project(self, call: Call) -> None:
+        raw = call.require("ProjectId")
+        try:
+            project = int(raw)
+        except ValueError:
+            raise AcsError(
+                "InvalidParameter.ProjectId", f"The parameter ProjectId is not valid: {raw}"
+            ) from None
+        if project != PROJECT_ID:
+            raise AcsError(
+                "Forbidden.NotInProject",
+                f"The current user is not a member of workspace {project}, or the workspace does not exist.",
+                403,
+            )
+
+    def _complete_due(self) -> None:
+        """Finish every job whose time has come, so reads see what a real service would show."""
+        now = _now_ms()
+        for job_id in self._store.due_jobs(now):
+            self._store.finish_job(job_id, now, self._apply)
+
+    def _apply(self, job: Job) -> dict[str, Any]:
+        """A job reached its outcome: a successful, non-dry-run import upserts the definition."""
+        payload = job.payload
+        workflow_id = payload["workflow_id"]
+        kept = {"workflow_id": workflow_id, "dry_run": payload["dry_run"]}
+        if job.outcome != "Success" or payload["dry_run"]:
+            return kept
+        old = self._store.get(WORKFLOWS, workflow_id)
+        definition = {
+            "id": workflow_id,
+            "name": payload["name"],
+            "path": payload["path"],
+            "imports": (old["imports"] if old else 0) + 1,
+            "owner": OWNER,
+            "project_id": PROJECT_ID,
+            "create_time": old["create_time"] if old else job.due_ms,
+            "modify_time": job.due_ms,
+            "spec": payload["spec"],
+        }
+        self._store.put(WORKFLOWS, workflow_id, definition, name=payload["name"])
+        return kept
+
+    async def import_workflow_definition(self, call: Call) -> dict[str, Any]:
+        self._project(call)
+        raw_spec = call.require("Spec")
+        dry_run = _bool_param(call, "DryRun")
+        try:
+            doc = json.loads(raw_spec)
+        except ValueError as exc:
+            raise AcsError("InvalidParameter.Spec", f"The parameter Spec is not valid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise AcsError("InvalidParameter.Spec", "The parameter Spec must be a FlowSpec JSON object.")
+        self._complete_due()
+        workflow_id = _workflow_id_hint(doc)
+        job_type = "Update" if workflow_id and self._store.get(WORKFLOWS, workflow_id) else "Create"
+        now = _now_ms()
+        job_id = str(10**18 + secrets.randbelow(_MAX_ID - 10**18))
+        delay_ms = int(random.uniform(*self._delay) * 1000)
+        with self._store.transaction():
+            try:
+                accepted = check_spec(doc, lambda output: self._store.parent_of(OUTPUTS, output))
+                outcome, error = "Success", ""
+            except SpecInvalid as exc:
+                accepted, outcome, error = None, "Fail", str(exc)
+            payload: dict[str, Any] = {"workflow_id": workflow_id, "dry_run": dry_run}
+            if accepted is not None:
+                payload.update(name=accepted.name, path=accepted.path, spec=doc)
+                if not dry_run:  # outputs become resolvable by later imports as soon as this one is accepted
+                    self._store.delete_children(OUTPUTS, workflow_id)
+                    for output, node_id in accepted.outputs:
+                        self._store.put(OUTPUTS, output, {"node_id": node_id}, parent=workflow_id)
+            self._store.add_job(Job(job_id, job_type, RUNNING, outcome, error, now, now + delay_ms, payload))
+        return {
+            "AsyncJob": {
+                "Id": job_id,
+                "Status": RUNNING,
+                "Completed": False,
+                "Progress": 0,
+                "Response": workflow_id,
+                "Type": job_type,
+                "CreateTime": now,
+            }
+        }
+
+    async def get_job_status(self, call: Call) -> dict[str, Any]:
+        job_id = call.require("JobId")
+        self._store.finish_job(job_id, _now_ms(), self._apply)
+        job = self._store.get_job(job_id)
+        if job is None:
+            raise AcsError("InvalidJobId.NotFound", f"The specified job {job_id} does not exist.", 404)
+        return {
+            "JobStatus": {
+                "JobId": job.id,
+                "Status": job.status,
+                "Completed": "False" if job.status == RUNNING else "True",
+                "Error": "" if job.status == RUNNING else job.error,
+                "JobType": job.type,
+                "CreateTime": str(job.created_ms),
+            }
+        }
+
+    async def get_workflow_definition(self, call: Call) -> dict[str, Any]:
+        self._project(call)
+        workflow_id = call.require("Id")
+        self._complete_due()
+        found = self._store.get(WORKFLOWS, workflow_id)
+        if found is None:
+            raise AcsError(
+                "InvalidWorkflowDefinition.NotFound",
+                f"The workflow definition {workflow_id} does not exist.",
+                404,
+            )
+        spec = (
+            found["spec"]
+            if _bool_param(call, "IncludeScriptContent")
+            else _without_script_content(found["spec"])
+        )
+        return {
+            "WorkflowDefinition": {
+                "Id": found["id"],
+                "Name": found["name"],
+                "Owner": found["owner"],
+                "ProjectId": found["project_id"],
+                "Spec": json.dumps(spec, ensure_ascii=False),
+                "CreateTime": found["create_time"],
+                "ModifyTime": found["modify_time"],
+            }
+        }
+
+    async def list_workflow_definitions(self, call: Call) -> dict[str, Any]:
+        self._project(call)
+        page_number = _int_param(call, "PageNumber", 1, 1, 10**9)
+        page_size = _int_param(call, "PageSize", 10, 1, MAX_PAGE_SIZE)
+        name = call.get("Name")
+        self._complete_due()
+        if call.get("Type", "CycleWorkflow") != "CycleWorkflow":  # the sandbox holds no manual workflows
+            total, found = 0, []
+        else:
+            total = self._store.count(WORKFLOWS, name_contains=name)
+            found = self._store.objects(
+                WORKFLOWS, name_contains=name, offset=(page_number - 1) * page_size, limit=page_size
+            )
+        return {
+            "PagingInfo": {
+                "PageNumber": page_number,
+                "PageSize": page_size,
+                "TotalCount": total,
+                "WorkflowDefinitions": [
+                    {
+                        "Id": d["id"],
+                        "Name": d["name"],
+                        "Owner": d["owner"],
+                        "ProjectId": d["project_id"],
+                        "Type": "CycleWorkflow",
+                        "CreateTime": d["create_time"],
+                        "ModifyTime": d["modify_time"],
+                        "Script": {"Path": d["path"], "Runtime": {"Command": "WORKFLOW"}},
+                    }
+                    for d in found
+                ],
+            }
+        }
+
+    async def objects(self, _request: web.Request) -> web.Response:
+        """``GET /_sandbox/objects``: every definition (with its import count) and every async job."""
+        self._complete_due()
+        definitions = [
+            {key: d[key] for key in ("id", "name", "path", "imports", "create_time", "modify_time", "spec")}
+            for d in self._store.objects(WORKFLOWS)
+        ]
+        jobs = [
+            {
+                "id": job.id,
+                "type": job.type,
+                "workflow_id": job.payload.get("workflow_id", ""),
+                "dry_run": job.payload.get("dry_run", False),
+                "status": job.status,
+                "error": job.error if job.status != RUNNING else "",
+                "create_time": job.created_ms,
+                "due_time": job.due_ms,
+            }
+            for job in self._store.list_jobs()
+        ]
+        return json_response({WORKFLOWS: definitions, "async_jobs": jobs})

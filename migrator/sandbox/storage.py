@@ -1,0 +1,228 @@
+"""What a sandbox holds, in one small SQLite file: objects, async jobs, nonces and call counts.
+
+Keeping it on disk is what lets a killed and restarted sandbox behave like the real service: what
+was created is still there, an async job started before the kill still finishes, and a replayed
+request is still refused. Sandboxes run in the engine's event loop, so the store is synchronous
+sqlite3 with tiny statements; WAL and a busy timeout keep two processes on one file safe.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS objects (
+        kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL DEFAULT '', parent TEXT,
+        body TEXT NOT NULL, PRIMARY KEY (kind, id))""",
+    "CREATE INDEX IF NOT EXISTS objects_parent ON objects (kind, parent)",
+    """CREATE TABLE IF NOT EXISTS jobs (
+        id TEXT PRIMARY KEY, type TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT NOT NULL,
+        error TEXT NOT NULL, created_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL, payload TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, due_ms)",
+    """CREATE TABLE IF NOT EXISTS nonces (
+        scope TEXT NOT NULL, nonce TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (scope, nonce))""",
+    "CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires)",
+    """CREATE TABLE IF NOT EXISTS calls (
+        action TEXT NOT NULL, outcome TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (action, outcome))""",
+)
+
+RUNNING = "Running"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An async job: it reaches ``outcome`` (with ``error``) once the clock passes ``due_ms``.
+
+    The outcome is fixed when the job is created and the due time is stored, so a restarted
+    sandbox finishes the job at the same moment the first one would have.
+    """
+
+    id: str
+    type: str
+    status: str
+    outcome: str
+    error: str
+    created_ms: int
+    due_ms: int
+    payload: dict[str, Any]
+
+
+class SandboxStore:
+    """A sandbox's state, in ``path`` or in memory when ``path`` is None."""
+
+    def __init__(self, path: Path | None) -> None:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit, with explicit BEGIN IMMEDIATE where several statements
+        # must land together. check_same_thread=False: the app may be built in one thread and
+        # served from the event loop of another; all use is still serialised by that one loop.
+        self._db = sqlite3.connect(
+            ":memory:" if path is None else str(path),
+            timeout=10.0,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        self._depth = 0
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self.transaction():
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group statements atomically (nested uses join the outer transaction)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._db.execute("COMMIT")
+
+    # --- objects ---------------------------------------------------------------------------------
+
+    def put(
+        self, kind: str, id: str, body: dict[str, Any], *, name: str = "", parent: str | None = None
+    ) -> None:
+        """Insert or replace one object; a replaced object keeps its place in listings."""
+        self._db.execute(
+            "INSERT INTO objects (kind, id, name, parent, body) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, parent = excluded.parent, "
+            "body = excluded.body",
+            (kind, id, name, parent, json.dumps(body)),
+        )
+
+    def get(self, kind: str, id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT body FROM objects WHERE kind = ? AND id = ?", (kind, id)).fetchone()
+        return None if row is None else _loads(row[0])
+
+    def parent_of(self, kind: str, id: str) -> str | None:
+        """The parent of an object, or None when the object is unknown (or has no parent)."""
+        row = self._db.execute("SELECT parent FROM objects WHERE kind = ? AND id = ?", (kind, id)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return str(row[0])
+
+    def delete_children(self, kind: str, parent: str) -> None:
+        self._db.execute("DELETE FROM objects WHERE kind = ? AND parent = ?", (kind, parent))
+
+    def count(self, kind: str, *, name_contains: str = "") -> int:
+        row = self._db.execute(
+            "SELECT count(*) FROM objects WHERE kind = ? AND instr(lower(name), lower(?)) > 0",
+            (kind, name_contains),
+        ).fetchone()
+        return int(row[0])
+
+    def objects(
+        self, kind: str, *, name_contains: str = "", offset: int = 0, limit: int = -1
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind in creation order, optionally filtered by a case-insensitive name part."""
+        rows = self._db.execute(
+            "SELECT body FROM objects WHERE kind = ? AND instr(lower(name), lower(?)) > 0 "
+            "ORDER BY rowid LIMIT ? OFFSET ?",
+            (kind, name_contains, limit, offset),
+        ).fetchall()
+        return [_loads(r[0]) for r in rows]
+
+    # --- async jobs ------------------------------------------------------------------------------
+
+    def add_job(self, job: Job) -> None:
+        self._db.execute(
+            "INSERT INTO jobs (id, type, status, outcome, error, created_ms, due_ms, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.id, job.type, job.status, job.outcome, job.error, job.created_ms, job.due_ms,
+             json.dumps(job.payload)),
+        )  # fmt: skip
+
+    def get_job(self, id: str) -> Job | None:
+        row = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (id,)).fetchone()
+        return None if row is None else _job(row)
+
+    def list_jobs(self) -> list[Job]:
+        return [_job(r) for r in self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY rowid")]
+
+    def due_jobs(self, now_ms: int) -> list[str]:
+        """Ids of running jobs whose time has come, earliest first."""
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE status = ? AND due_ms <= ? ORDER BY due_ms, rowid", (RUNNING, now_ms)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def finish_job(self, id: str, now_ms: int, apply: Callable[[Job], dict[str, Any]]) -> bool:
+        """Move a due running job to its outcome and run ``apply`` in the same transaction.
+
+        Exactly once, even with two processes on one file: the check and the update happen under
+        one write lock. ``apply`` returns the payload to keep, so bulky inputs can be dropped.
+        """
+        with self.transaction():
+            job = self.get_job(id)
+            if job is None or job.status != RUNNING or job.due_ms > now_ms:
+                return False
+            kept = apply(job)
+            self._db.execute(
+                "UPDATE jobs SET status = outcome, payload = ? WHERE id = ?", (json.dumps(kept), id)
+            )
+            return True
+
+    # --- replay protection -----------------------------------------------------------------------
+
+    def use_nonce(self, scope: str, nonce: str, *, expires: float, now: float) -> bool:
+        """Remember a nonce until ``expires``; False if it is already remembered (a replay)."""
+        cur = self._db.execute(
+            "INSERT INTO nonces (scope, nonce, expires) VALUES (?, ?, ?) "
+            "ON CONFLICT (scope, nonce) DO UPDATE SET expires = excluded.expires WHERE nonces.expires < ?",
+            (scope, nonce, expires, now),
+        )
+        return cur.rowcount == 1
+
+    def forget_nonces(self, now: float) -> None:
+        self._db.execute("DELETE FROM nonces WHERE expires < ?", (now,))
+
+    # --- call counters ---------------------------------------------------------------------------
+
+    def count_call(self, action: str, outcome: str) -> None:
+        self._db.execute(
+            "INSERT INTO calls (action, outcome, n) VALUES (?, ?, 1) "
+            "ON CONFLICT (action, outcome) DO UPDATE SET n = n + 1",
+            (action, outcome),
+        )
+
+    def calls(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for action, outcome, n in self._db.execute(
+            "SELECT action, outcome, n FROM calls ORDER BY action, outcome"
+        ):
+            counts.setdefault(action, {})[outcome] = n
+        return counts
+
+
+_JOB_COLUMNS = "id, type, status, outcome, error, created_ms, due_ms, payload"
+
+
+def _job(row: tuple[Any, ...]) -> Job:
+    return Job(row[0], row[1], row[2], row[3], row[4], row[5], row[6], _loads(row[7]))
+
+
+def _loads(text: str) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(text)
+    return value
