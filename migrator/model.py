@@ -17,7 +17,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializationInfo,
+    StringConstraints,
+    field_serializer,
+    model_validator,
+)
 
 from migrator.translate.dag import find_cycle
 
@@ -82,6 +91,13 @@ class Variable(_Frozen):
     def plain(self) -> str:
         return self.value.get_secret_value()
 
+    @field_serializer("value")
+    def _dump_value(self, value: SecretStr, info: SerializationInfo) -> str:
+        """Plain unless secret; secrets only with ``context={"secrets": "plain"}`` (see ``to_record``)."""
+        if not self.secret or (info.context or {}).get("secrets") == "plain":
+            return value.get_secret_value()
+        return "**********"
+
 
 class Task(_Frozen):
     """One node of a workflow DAG."""
@@ -119,7 +135,11 @@ class Schedule(_Frozen):
 
     @model_validator(mode="after")
     def _window(self) -> Schedule:
-        if self.start is not None and self.end is not None and self.start >= self.end:
+        if self.start is None or self.end is None:
+            return self
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            raise ValueError("schedule.start and schedule.end must both carry a UTC offset, or neither")
+        if self.start >= self.end:
             raise ValueError(f"schedule.start ({self.start}) must be before schedule.end ({self.end})")
         return self
 
@@ -139,7 +159,7 @@ class Source(_Frozen):
     """Where a workflow came from; ``system:id`` is the item key everything else derives from."""
 
     system: Name = "inventory"
-    id: str | None = None
+    id: Name | None = None
 
 
 class Workflow(_Frozen):
@@ -189,13 +209,13 @@ class Workflow(_Frozen):
     def upstream_of(self, task: str) -> list[str]:
         return [e.upstream for e in self.edges if e.downstream == task]
 
+    def to_record(self) -> dict[str, Any]:
+        """The inventory record of this workflow, secrets in plain: for inventory files only."""
+        return self.model_dump(mode="json", context={"secrets": "plain"})
+
     def content_hash(self) -> str:
-        """SHA-256 over the canonical JSON, secrets included, so a changed secret is a change."""
-        data = self.model_dump(mode="json")
-        for t_in, t_out in zip(self.tasks, data["tasks"], strict=True):
-            for v_in, v_out in zip(t_in.variables, t_out["variables"], strict=True):
-                v_out["value"] = v_in.plain()
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        """SHA-256 over the canonical record, secrets included, so a changed secret is a change."""
+        blob = json.dumps(self.to_record(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
