@@ -24,7 +24,7 @@ from migrator import report as reports
 from migrator.config import Config, JobConfig, load_config, load_job
 from migrator.engine.pipeline import Outcome, Pipeline
 from migrator.engine.target import open_provider
-from migrator.errors import ConfigError, MigratorError, StoreError, StoreLockedError
+from migrator.errors import ConfigError, MigratorError, StoreLockedError
 from migrator.model import inventory_schema
 from migrator.store import TERMINAL, State, Store
 
@@ -32,10 +32,18 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
 T = TypeVar("T")
 log = structlog.get_logger("migrator")
 
-config_option = click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-                             help="config.toml (default: embedded sandboxes for every provider)")
-state_option = click.option("--state", "state_path", type=click.Path(path_type=Path, dir_okay=False),
-                            help="state database (default: from the config, else state/migrator.db)")
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="config.toml (default: embedded sandboxes for every provider)",
+)
+state_option = click.option(
+    "--state",
+    "state_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="state database (default: from the config, else state/migrator.db)",
+)
 
 
 def _run_async(fn: Callable[[], Awaitable[T]]) -> T:
@@ -121,7 +129,9 @@ def main() -> None:
 @state_option
 @click.option("--quiet", "-q", is_flag=True, help="only warnings and the summary")
 @click.option("--verbose", "-v", is_flag=True, help="debug logging, every call")
-def run(job_file: Path, config_path: Path | None, state_path: Path | None, quiet: bool, verbose: bool) -> None:
+def run(
+    job_file: Path, config_path: Path | None, state_path: Path | None, quiet: bool, verbose: bool
+) -> None:
     """Migrate or sync JOB_FILE; resumes by itself from the state database."""
     logsetup.configure(verbose=verbose, quiet=quiet)
     try:
@@ -150,7 +160,12 @@ async def _run_job(job: JobConfig, config: Config, state: Path, console: Console
     async with await Store.open(state) as store, open_provider(cfg, state) as (provider, effective):
         counts = await store.counts(job.name)
         if console.is_terminal and not quiet:
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
             with Progress(*columns, console=console, transient=False) as progress:
                 observer: Any = _RichObserver(progress, counts)
                 return await Pipeline(job, effective, provider, store, observer).run()
@@ -162,8 +177,10 @@ def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
     total = sum(counts.values())
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     verdict = {0: "all done", 1: "finished with failed or invalid items", 3: "interrupted"}[outcome.exit_code]
-    console.print(f"{job.name}: {verdict} - {total} items: {parts or 'none'} (run {outcome.run_id}, "
-                  f"{outcome.retries} retries). Details: migrator report {job.path}")
+    console.print(
+        f"{job.name}: {verdict} - {total} items: {parts or 'none'} (run {outcome.run_id}, "
+        f"{outcome.retries} retries). Details: migrator report {job.path}"
+    )
 
 
 def _job_name(job: str | None, store_jobs: list[str]) -> str:
@@ -195,9 +212,11 @@ def status(job: str | None, config_path: Path | None, state_path: Path | None) -
                 runs = await store.runs(name)
                 last = runs[-1] if runs else None
                 state = (last.outcome or "running") if last else "never run"
-                click.echo(f"{name}: {settled}/{total} settled ({counts['done']} done, {counts['failed']} failed, "
-                           f"{counts['invalid']} invalid), {counts['polling']} async imports in flight; "
-                           f"last run {last.id if last else '-'}: {state}")
+                click.echo(
+                    f"{name}: {settled}/{total} settled ({counts['done']} done, {counts['failed']} failed, "
+                    f"{counts['invalid']} invalid), {counts['polling']} async imports in flight; "
+                    f"last run {last.id if last else '-'}: {state}"
+                )
         return EXIT_OK
 
     try:
@@ -213,8 +232,14 @@ def status(job: str | None, config_path: Path | None, state_path: Path | None) -
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="write to a file")
 @config_option
 @state_option
-def report(job: str | None, run_id: int | None, fmt: str, output: Path | None, config_path: Path | None,
-           state_path: Path | None) -> None:
+def report(
+    job: str | None,
+    run_id: int | None,
+    fmt: str,
+    output: Path | None,
+    config_path: Path | None,
+    state_path: Path | None,
+) -> None:
     """Report a job's items, failures and warnings from the state database."""
 
     async def build() -> dict[str, Any]:
@@ -240,10 +265,17 @@ def report(job: str | None, run_id: int | None, fmt: str, output: Path | None, c
 
 @main.command()
 @click.option("--port", type=int, help="serve on ports PORT, PORT+1, PORT+2 (emr, enos, dataworks)")
-@click.option("--data", type=click.Path(path_type=Path, dir_okay=False),
-              help="SQLite file the sandboxes keep their objects in (default: memory)")
-@click.option("--job-delay", default="0.5,2.0", show_default=True,
-              help="async jobs finish after a random delay in this range of seconds")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="SQLite file the sandboxes keep their objects in (default: memory)",
+)
+@click.option(
+    "--job-delay",
+    default="0.5,2.0",
+    show_default=True,
+    help="async jobs finish after a random delay in this range of seconds",
+)
 @click.option("--latency", type=float, default=0.0, show_default=True, help="seconds added to every call")
 def sandbox(port: int | None, data: Path | None, job_delay: str, latency: float) -> None:
     """Serve the provider sandboxes on loopback; prints one JSON line with endpoints and credentials."""
@@ -258,7 +290,7 @@ def sandbox(port: int | None, data: Path | None, job_delay: str, latency: float)
         sys.exit(EXIT_USAGE)
     settings = SandboxSettings(job_delay=(low, high), latency=latency)
     try:
-        _run_async(lambda: serve(port, data, settings))
+        _run_async(lambda: serve(port, data, settings=settings))
     except KeyboardInterrupt:
         sys.exit(EXIT_OK)
 

@@ -127,7 +127,7 @@ def _resolve_env(path: Path, field: str, value: object) -> SecretStr | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.startswith("$"):
-        raise ConfigError(f"{path}: {field} must be an environment reference like \"$NAME\", not a literal")
+        raise ConfigError(f'{path}: {field} must be an environment reference like "$NAME", not a literal')
     name = value[1:]
     if name not in os.environ:
         raise ConfigError(f"{path}: {field} refers to environment variable {name}, which is not set")

@@ -49,7 +49,8 @@ def _identity(obj: Any, origin: str) -> tuple[str, str]:
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"].strip():
         return origin, "?"
     name = obj["name"].strip()
-    source = obj.get("source") if isinstance(obj.get("source"), dict) else {}
+    raw_source = obj.get("source")
+    source: dict[str, Any] = raw_source if isinstance(raw_source, dict) else {}
     folder = str(obj.get("folder") or "").strip("/")
     system = source.get("system") or "inventory"
     ident = source.get("id") or (f"{folder}/{name}" if folder else name)
@@ -86,15 +87,18 @@ def _read_array(path: Path) -> Iterator[Entry]:
     index = -1
     with path.open("rb") as fh:
         try:
-            for index, obj in enumerate(ijson.items(fh, "item", use_float=True)):  # noqa: B007
+            for index, obj in enumerate(ijson.items(fh, "item", use_float=True)):
                 yield _entry(obj, f"{path}[{index}]")
         except ijson.JSONError as exc:
             # Only the first line: the parser's later lines quote the file, which may hold secrets.
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             origin = f"{path}[{index + 1}]"
             yield Entry(
-                origin, origin, "?",
-                error=f"{origin}: malformed JSON after record {index}: {first}; the rest of this file was not read",
+                origin,
+                origin,
+                "?",
+                error=f"{origin}: malformed JSON after record {index}: {first}; "
+                "the rest of this file was not read",
             )
 
 

@@ -32,18 +32,38 @@ async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any
     rules: Counter[str] = Counter()
     for item in await store.in_states(job, [State(s) for s in State]):
         if item.state.value in FAILED_STATES:
-            failures.append({"key": item.key, "name": item.name, "state": item.state.value,
-                             "code": item.error_code or "", "message": item.error_message or ""})
+            failures.append(
+                {
+                    "key": item.key,
+                    "name": item.name,
+                    "state": item.state.value,
+                    "code": item.error_code or "",
+                    "message": item.error_message or "",
+                }
+            )
         for warning in item.warnings:
             rule = warning.split(":", 1)[0]
             rules[rule] += 1
             warnings.append({"key": item.key, "rule": rule, "message": warning.split(":", 1)[-1].strip()})
     return {
         "job": job,
-        "run": {"id": chosen.id, "mode": chosen.mode, "target": chosen.target, "started_at": chosen.started_at,
-                "ended_at": chosen.ended_at, "outcome": chosen.outcome or "running"},
-        "runs": [{"id": r.id, "started_at": r.started_at, "ended_at": r.ended_at, "outcome": r.outcome or "running"}
-                 for r in runs],
+        "run": {
+            "id": chosen.id,
+            "mode": chosen.mode,
+            "target": chosen.target,
+            "started_at": chosen.started_at,
+            "ended_at": chosen.ended_at,
+            "outcome": chosen.outcome or "running",
+        },
+        "runs": [
+            {
+                "id": r.id,
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+                "outcome": r.outcome or "running",
+            }
+            for r in runs
+        ],
         "total": sum(counts.values()),
         "counts": counts,
         "failures": failures,
@@ -58,8 +78,10 @@ def to_json(report: dict[str, Any]) -> str:
 
 def print_table(report: dict[str, Any], console: Console) -> None:
     run = report["run"]
-    console.print(f"[bold]{report['job']}[/bold]  run {run['id']} ({run['mode']} -> {run['target']}): "
-                  f"{run['outcome']}, {report['total']} items")
+    console.print(
+        f"[bold]{report['job']}[/bold]  run {run['id']} ({run['mode']} -> {run['target']}): "
+        f"{run['outcome']}, {report['total']} items"
+    )
     counts = Table(title="items by state")
     counts.add_column("state")
     counts.add_column("items", justify="right")

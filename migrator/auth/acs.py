@@ -207,7 +207,9 @@ def verify(
     values = dict(params)
     ak = values.get("AccessKeyId", "")
     if values.get("SignatureMethod") != "HMAC-SHA1" or values.get("SignatureVersion") != "1.0":
-        raise SignatureError("IncompleteSignature", "The request signature does not conform to Aliyun standards.")
+        raise SignatureError(
+            "IncompleteSignature", "The request signature does not conform to Aliyun standards."
+        )
     if ak not in secret_for:
         raise SignatureError("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
     expected = v1_signature(secret_for[ak], method, params)

@@ -59,6 +59,12 @@ class Flow:
                     raise
                 delay = self.backoff(attempt - 1, exc.retry_after)
                 self.retries += 1
-                log.info("retry", call=what, code=exc.code, attempt=attempt, delay=round(delay, 3),
-                         request_id=exc.request_id)
+                log.info(
+                    "retry",
+                    call=what,
+                    code=exc.code,
+                    attempt=attempt,
+                    delay=round(delay, 3),
+                    request_id=exc.request_id,
+                )
                 await self.sleep(delay)

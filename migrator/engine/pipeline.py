@@ -17,7 +17,7 @@ from typing import Protocol
 
 import anyio
 import structlog
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from migrator import inventory
 from migrator.config import JobConfig, ProviderConfig
@@ -93,8 +93,16 @@ class Pipeline:
         outcome = "interrupted"
         try:
             await self.reconcile()
-            poller = Poller(self.job.name, self.run_id, self.cfg.poll, self.provider, self.store,
-                            self.observer, self.clock, self.submits_done)
+            poller = Poller(
+                self.job.name,
+                self.run_id,
+                self.cfg.poll,
+                self.provider,
+                self.store,
+                self.observer,
+                self.clock,
+                self.submits_done,
+            )
             entries_tx, entries_rx = anyio.create_memory_object_stream[Entry](BATCH * 2)
             work_tx, work_rx = anyio.create_memory_object_stream[Work](self.cfg.concurrency * 2)
             async with anyio.create_task_group() as tg:
@@ -119,52 +127,77 @@ class Pipeline:
             now = self.clock()
             changes: list[Change]
             if found is None:
-                changes = [Move(item.key, frozenset({State.SUBMITTING}), State.PENDING,
-                                detail="reconciled: not found at the target; will be submitted again")]
+                changes = [
+                    Move(
+                        item.key,
+                        frozenset({State.SUBMITTING}),
+                        State.PENDING,
+                        detail="reconciled: not found at the target; will be submitted again",
+                    )
+                ]
             elif found.remote_job_id:
                 changes = [
-                    Move(item.key, frozenset({State.SUBMITTING}), State.SUBMITTED,
-                         {"target_id": found.target_id, "remote_job_id": found.remote_job_id},
-                         detail="reconciled: async job found at the target"),
+                    Move(
+                        item.key,
+                        frozenset({State.SUBMITTING}),
+                        State.SUBMITTED,
+                        {"target_id": found.target_id, "remote_job_id": found.remote_job_id},
+                        detail="reconciled: async job found at the target",
+                    ),
                     self._start_polling(item.key, now),
                 ]
             else:
                 changes = [
-                    Move(item.key, frozenset({State.SUBMITTING}), State.SUBMITTED,
-                         {"target_id": found.target_id}, detail="reconciled: found at the target"),
+                    Move(
+                        item.key,
+                        frozenset({State.SUBMITTING}),
+                        State.SUBMITTED,
+                        {"target_id": found.target_id},
+                        detail="reconciled: found at the target",
+                    ),
                     Move(item.key, frozenset({State.SUBMITTED}), State.DONE),
                 ]
             await self.store.apply(self.job.name, self.run_id, changes)
             log.info("reconciled", key=item.key, found=found is not None)
 
     def _start_polling(self, key: str, now: float) -> Move:
-        return Move(key, frozenset({State.SUBMITTED}), State.POLLING,
-                    {"next_poll_at": now + self.cfg.poll.delay(0), "deadline_at": now + self.cfg.poll.deadline,
-                     "polls": 0})
+        return Move(
+            key,
+            frozenset({State.SUBMITTED}),
+            State.POLLING,
+            {
+                "next_poll_at": now + self.cfg.poll.delay(0),
+                "deadline_at": now + self.cfg.poll.deadline,
+                "polls": 0,
+            },
+        )
 
     # --- stages -------------------------------------------------------------------------------
 
-    async def read(self, tx: ObjectSendStream[Entry]) -> None:
+    async def read(self, tx: MemoryObjectSendStream[Entry]) -> None:
         async with tx:
-            for n, entry in enumerate(inventory.read(self.job.source.paths), start=1):
+            unreported = 0
+            for entry in inventory.read(self.job.source.paths):
                 await tx.send(entry)
-                if n % BATCH == 0:
-                    self.observer.read(BATCH)
+                unreported += 1
+                if unreported == BATCH:
+                    self.observer.read(unreported)
+                    unreported = 0
                     await anyio.lowlevel.checkpoint()
-            self.observer.read(n % BATCH if "n" in locals() else 0)
+            self.observer.read(unreported)
 
-    async def translate(self, rx: ObjectReceiveStream[Entry], tx: ObjectSendStream[Work]) -> None:
+    async def translate(self, rx: MemoryObjectReceiveStream[Entry], tx: MemoryObjectSendStream[Work]) -> None:
         async with rx, tx:
             batch: list[Entry] = []
             async for entry in rx:
                 batch.append(entry)
-                if len(batch) >= BATCH or rx.statistics().current_buffer_used == 0:  # type: ignore[attr-defined]
+                if len(batch) >= BATCH or rx.statistics().current_buffer_used == 0:
                     await self._translate_batch(batch, tx)
                     batch = []
             if batch:
                 await self._translate_batch(batch, tx)
 
-    async def _translate_batch(self, batch: list[Entry], tx: ObjectSendStream[Work]) -> None:
+    async def _translate_batch(self, batch: list[Entry], tx: MemoryObjectSendStream[Work]) -> None:
         job = self.job.name
         existing = await self.store.items(job, [e.key for e in batch])
         target = self.job.target.provider
@@ -175,9 +208,17 @@ class Pipeline:
             row = existing.get(entry.key)
             if entry.key in first_seen or (row is not None and row.seen_run == self.run_id):
                 first = first_seen.get(entry.key, row.origin if row else "?")
-                changes.append(Record(entry.origin, entry.name, entry.origin, target, State.INVALID,
-                                      error_code="DuplicateKey",
-                                      error_message=f"{entry.origin}: key {entry.key!r} already read at {first}"))
+                changes.append(
+                    Record(
+                        entry.origin,
+                        entry.name,
+                        entry.origin,
+                        target,
+                        State.INVALID,
+                        error_code="DuplicateKey",
+                        error_message=f"{entry.origin}: key {entry.key!r} already read at {first}",
+                    )
+                )
                 self.observer.settled(State.INVALID)
                 continue
             first_seen[entry.key] = entry.origin
@@ -187,26 +228,55 @@ class Pipeline:
                     self.observer.settled(row.state)
                 continue
             if entry.workflow is None:
-                changes.append(Record(entry.key, entry.name, entry.origin, target, State.INVALID,
-                                      error_code="InvalidInput", error_message=entry.error))
+                changes.append(
+                    Record(
+                        entry.key,
+                        entry.name,
+                        entry.origin,
+                        target,
+                        State.INVALID,
+                        error_code="InvalidInput",
+                        error_message=entry.error,
+                    )
+                )
                 self.observer.settled(State.INVALID)
                 continue
             digest = entry.workflow.content_hash()
             try:
                 rendered = self.provider.render(entry.workflow, self.job.target)
             except TranslationError as exc:
-                changes.append(Record(entry.key, entry.name, entry.origin, target, State.INVALID, digest,
-                                      error_code="Untranslatable", error_message=str(exc)))
+                changes.append(
+                    Record(
+                        entry.key,
+                        entry.name,
+                        entry.origin,
+                        target,
+                        State.INVALID,
+                        digest,
+                        error_code="Untranslatable",
+                        error_message=str(exc),
+                    )
+                )
                 self.observer.settled(State.INVALID)
                 continue
-            changes.append(Record(entry.key, entry.name, entry.origin, target, State.RENDERED, digest,
-                                  rendered.target_id, rendered.warnings))
+            changes.append(
+                Record(
+                    entry.key,
+                    entry.name,
+                    entry.origin,
+                    target,
+                    State.RENDERED,
+                    digest,
+                    rendered.target_id,
+                    rendered.warnings,
+                )
+            )
             work.append(Work(entry.key, rendered, digest, row.attempts if row else 0))
         await self.store.apply(job, self.run_id, changes)
         for item in work:
             await tx.send(item)
 
-    async def submit_all(self, rx: ObjectReceiveStream[Work]) -> None:
+    async def submit_all(self, rx: MemoryObjectReceiveStream[Work]) -> None:
         try:
             async with rx, anyio.create_task_group() as tg:
                 for _ in range(self.cfg.concurrency):
@@ -214,36 +284,61 @@ class Pipeline:
         finally:
             self.submits_done.set()
 
-    async def _submit_worker(self, rx: ObjectReceiveStream[Work]) -> None:
+    async def _submit_worker(self, rx: MemoryObjectReceiveStream[Work]) -> None:
         async with rx:
             async for work in rx:
                 await self.submit(work)
 
     async def submit(self, work: Work) -> None:
         job, key = self.job.name, work.key
-        await self.store.apply(job, self.run_id, [
-            Move(key, frozenset({State.RENDERED}), State.SUBMITTING,
-                 {"attempts": work.attempts + 1, "target_id": work.rendered.target_id}),
-        ])
+        await self.store.apply(
+            job,
+            self.run_id,
+            [
+                Move(
+                    key,
+                    frozenset({State.RENDERED}),
+                    State.SUBMITTING,
+                    {"attempts": work.attempts + 1, "target_id": work.rendered.target_id},
+                ),
+            ],
+        )
         try:
             result = await self.provider.submit(work.rendered)
         except ProviderError as exc:
             message = exc.message + (f" (request {exc.request_id})" if exc.request_id else "")
-            await self.store.apply(job, self.run_id, [
-                Move(key, frozenset({State.SUBMITTING}), State.FAILED,
-                     {"error_code": exc.code, "error_message": message}),
-            ])
+            await self.store.apply(
+                job,
+                self.run_id,
+                [
+                    Move(
+                        key,
+                        frozenset({State.SUBMITTING}),
+                        State.FAILED,
+                        {"error_code": exc.code, "error_message": message},
+                    ),
+                ],
+            )
             log.warning("submit failed", key=key, code=exc.code, request_id=exc.request_id)
             self.observer.settled(State.FAILED)
             return
-        submitted = Move(key, frozenset({State.SUBMITTING}), State.SUBMITTED, {
-            "target_id": result.target_id, "remote_job_id": result.remote_job_id,
-            "submitted_hash": work.content_hash, "error_code": None, "error_message": None,
-        })
+        submitted = Move(
+            key,
+            frozenset({State.SUBMITTING}),
+            State.SUBMITTED,
+            {
+                "target_id": result.target_id,
+                "remote_job_id": result.remote_job_id,
+                "submitted_hash": work.content_hash,
+                "error_code": None,
+                "error_message": None,
+            },
+        )
         if result.remote_job_id:
             await self.store.apply(job, self.run_id, [submitted, self._start_polling(key, self.clock())])
         else:
-            await self.store.apply(job, self.run_id, [
-                submitted, Move(key, frozenset({State.SUBMITTED}), State.DONE)])
+            await self.store.apply(
+                job, self.run_id, [submitted, Move(key, frozenset({State.SUBMITTED}), State.DONE)]
+            )
             self.observer.settled(State.DONE)
         log.debug("submitted", key=key, target_id=result.target_id, remote_job_id=result.remote_job_id)

@@ -66,33 +66,62 @@ class Poller:
             if exc.retryable:
                 await self._again(item, polls, now, f"{exc.code}: {exc.message}")
                 return
-            await self._finish(key, State.FAILED, polls, exc.code, f"polling job {item.remote_job_id}: "
-                                                                  f"{exc.message}")
+            await self._finish(
+                key, State.FAILED, polls, exc.code, f"polling job {item.remote_job_id}: {exc.message}"
+            )
             return
         if result.status is JobStatus.SUCCESS:
             await self._finish(key, State.DONE, polls)
         elif result.status is JobStatus.FAILED:
-            await self._finish(key, State.FAILED, polls, "AsyncJobFailed",
-                               f"async job {item.remote_job_id} failed: {result.error}")
+            await self._finish(
+                key,
+                State.FAILED,
+                polls,
+                "AsyncJobFailed",
+                f"async job {item.remote_job_id} failed: {result.error}",
+            )
         elif item.deadline_at is not None and now >= item.deadline_at:
-            await self._finish(key, State.FAILED, polls, "AsyncJobTimeout",
-                               f"async job {item.remote_job_id} still running after {self.policy.deadline:g}s "
-                               f"({polls} polls); `migrator retry` submits it again")
+            await self._finish(
+                key,
+                State.FAILED,
+                polls,
+                "AsyncJobTimeout",
+                f"async job {item.remote_job_id} still running after {self.policy.deadline:g}s "
+                f"({polls} polls); `migrator retry` submits it again",
+            )
         else:
             await self._again(item, polls, now, None)
 
     async def _again(self, item: Item, polls: int, now: float, note: str | None) -> None:
-        await self.store.apply(self.job, self.run_id, [
-            Move(item.key, POLLING, State.POLLING,
-                 {"polls": polls, "next_poll_at": now + self.policy.delay(polls)}, detail=note),
-        ])
+        await self.store.apply(
+            self.job,
+            self.run_id,
+            [
+                Move(
+                    item.key,
+                    POLLING,
+                    State.POLLING,
+                    {"polls": polls, "next_poll_at": now + self.policy.delay(polls)},
+                    detail=note,
+                ),
+            ],
+        )
 
-    async def _finish(self, key: str, state: State, polls: int, code: str | None = None,
-                      message: str | None = None) -> None:
-        await self.store.apply(self.job, self.run_id, [
-            Move(key, POLLING, state,
-                 {"polls": polls, "next_poll_at": None, "error_code": code, "error_message": message}),
-        ])
+    async def _finish(
+        self, key: str, state: State, polls: int, code: str | None = None, message: str | None = None
+    ) -> None:
+        await self.store.apply(
+            self.job,
+            self.run_id,
+            [
+                Move(
+                    key,
+                    POLLING,
+                    state,
+                    {"polls": polls, "next_poll_at": None, "error_code": code, "error_message": message},
+                ),
+            ],
+        )
         if state is State.FAILED:
             log.warning("async job failed", key=key, code=code, reason=message)
         self.observer.settled(state)

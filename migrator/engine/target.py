@@ -37,12 +37,14 @@ async def open_provider(cfg: ProviderConfig, state: Path) -> AsyncIterator[tuple
                 latency=cfg.sandbox_options.latency,
             )
             handle = await stack.enter_async_context(running(cfg.kind, settings))
-            cfg = cfg.model_copy(update={
-                "endpoint": handle.endpoint,
-                "access_key_id": SecretStr(handle.credentials["access_key_id"]),
-                "access_key_secret": SecretStr(handle.credentials["access_key_secret"]),
-                "project_id": cfg.project_id or handle.identity.get("project_id"),
-            })
+            cfg = cfg.model_copy(
+                update={
+                    "endpoint": handle.endpoint,
+                    "access_key_id": SecretStr(handle.credentials["access_key_id"]),
+                    "access_key_secret": SecretStr(handle.credentials["access_key_secret"]),
+                    "project_id": cfg.project_id or handle.identity.get("project_id"),
+                }
+            )
         connector = aiohttp.TCPConnector(limit=cfg.concurrency * 2)
         session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
         yield plugin.connect(cfg, session), cfg

@@ -159,7 +159,7 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path, *, clock: Clock = time.time, create: bool = True) -> Store:
-        if not create and not path.exists():
+        if not create and not await anyio.Path(path).exists():
             raise StoreError(f"state database {path} does not exist (has this job been run?)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -232,13 +232,16 @@ class Store:
 
     async def runs(self, job: str) -> list[Run]:
         rows = await self._fetchall(
-            "SELECT id, job, mode, target, pid, started_at, ended_at, outcome FROM runs WHERE job = ? ORDER BY id",
+            "SELECT id, job, mode, target, pid, started_at, ended_at, outcome FROM runs "
+            "WHERE job = ? ORDER BY id",
             (job,),
         )
         return [Run(*r) for r in rows]
 
     async def jobs(self) -> list[str]:
-        rows = await self._fetchall("SELECT DISTINCT job FROM items UNION SELECT DISTINCT job FROM runs ORDER BY 1")
+        rows = await self._fetchall(
+            "SELECT DISTINCT job FROM items UNION SELECT DISTINCT job FROM runs ORDER BY 1"
+        )
         return [str(r[0]) for r in rows]
 
     # --- items: reads ------------------------------------------------------------------------
@@ -262,7 +265,8 @@ class Store:
         wanted = [s.value for s in states]
         marks = ",".join("?" * len(wanted))
         rows = await self._fetchall(
-            f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND state IN ({marks}) ORDER BY created_at, key "
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND state IN ({marks}) "
+            "ORDER BY created_at, key "
             "LIMIT ?",
             (job, *wanted, limit),
         )
@@ -370,18 +374,37 @@ class Store:
         )
         if row[0] == change.to.value and change.detail is None:
             return  # a re-poll: bookkeeping, not a transition
-        await self._event(run_id, job, change.key, row[0], change.to.value, now,
-                          change.fields.get("error_code"), change.detail)
+        await self._event(
+            run_id,
+            job,
+            change.key,
+            row[0],
+            change.to.value,
+            now,
+            change.fields.get("error_code"),
+            change.detail,
+        )
 
     async def _record(self, job: str, run_id: int | None, rec: Record, now: float) -> None:
         row = await self._fetchone("SELECT state FROM items WHERE job = ? AND key = ?", (job, rec.key))
         values = (
-            rec.name, rec.origin, rec.target, rec.content_hash, rec.state.value, rec.target_id,
-            json.dumps(list(rec.warnings)), rec.error_code, rec.error_message, run_id, now, run_id,
+            rec.name,
+            rec.origin,
+            rec.target,
+            rec.content_hash,
+            rec.state.value,
+            rec.target_id,
+            json.dumps(list(rec.warnings)),
+            rec.error_code,
+            rec.error_message,
+            run_id,
+            now,
+            run_id,
         )
         if row is None:
             await self._conn.execute(
-                "INSERT INTO items (name, origin, target, content_hash, state, target_id, warnings, error_code, "
+                "INSERT INTO items (name, origin, target, content_hash, state, target_id, warnings, "
+                "error_code, "
                 "error_message, run_id, updated_at, seen_run, created_at, job, key) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*values, now, job, rec.key),
@@ -397,12 +420,20 @@ class Store:
             )
             previous = str(row[0])
         if rec.state.value != previous:
-            await self._event(run_id, job, rec.key, previous, rec.state.value, now, rec.error_code,
-                              rec.error_message)
+            await self._event(
+                run_id, job, rec.key, previous, rec.state.value, now, rec.error_code, rec.error_message
+            )
 
     async def _event(
-        self, run_id: int | None, job: str, key: str, frm: str | None, to: str, at: float,
-        code: str | None, detail: str | None,
+        self,
+        run_id: int | None,
+        job: str,
+        key: str,
+        frm: str | None,
+        to: str,
+        at: float,
+        code: str | None,
+        detail: str | None,
     ) -> None:
         await self._conn.execute(
             "INSERT INTO events (run_id, job, key, from_state, to_state, at, code, detail) "

@@ -31,17 +31,32 @@ def test_v1_verify_accepts_and_rejects() -> None:
     sig = acs.v1_signature("testsecret", "POST", [*V1_PARAMS, ("Name", "my job")])
     query = [*V1_PARAMS, ("Signature", sig)]
     form = [("Name", "my job")]
-    ok = acs.verify(method="POST", path="/", query=query, form=form, headers={}, body=b"",
-                    secret_for={"testid": "testsecret"})
+    ok = acs.verify(
+        method="POST",
+        path="/",
+        query=query,
+        form=form,
+        headers={},
+        body=b"",
+        secret_for={"testid": "testsecret"},
+    )
     assert ok.access_key_id == "testid"
     assert ok.version == "v1"
     with pytest.raises(acs.SignatureError) as err:
-        acs.verify(method="POST", path="/", query=query, form=[("Name", "other")], headers={}, body=b"",
-                   secret_for={"testid": "testsecret"})
+        acs.verify(
+            method="POST",
+            path="/",
+            query=query,
+            form=[("Name", "other")],
+            headers={},
+            body=b"",
+            secret_for={"testid": "testsecret"},
+        )
     assert err.value.code == "SignatureDoesNotMatch"
     with pytest.raises(acs.SignatureError) as err:
-        acs.verify(method="POST", path="/", query=query, form=form, headers={}, body=b"",
-                   secret_for={"other": "x"})
+        acs.verify(
+            method="POST", path="/", query=query, form=form, headers={}, body=b"", secret_for={"other": "x"}
+        )
     assert err.value.code == "InvalidAccessKeyId.NotFound"
 
 
@@ -60,7 +75,10 @@ def test_v3_official_vector() -> None:
     req = acs.V3Request("POST", "/", V3_QUERY, V3_HEADERS, b"")
     signed = sorted(V3_HEADERS)
     canonical = acs.v3_canonical_request(req, signed)
-    assert acs.sha256_hex(canonical.encode()) == "7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259"
+    assert (
+        acs.sha256_hex(canonical.encode())
+        == "7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259"
+    )
     assert acs.v3_signature("YourAccessKeySecret", req, signed) == (
         "06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0"
     )
@@ -68,18 +86,35 @@ def test_v3_official_vector() -> None:
 
 def test_v3_sign_then_verify_round_trip_and_tamper() -> None:
     body = b"ProjectId=1&Spec=%7B%7D"
-    headers = acs.v3_sign("ak", "sk", method="POST", host="127.0.0.1:1", action="ImportWorkflowDefinition",
-                          version="2024-05-18", body=body, content_type="application/x-www-form-urlencoded")
-    ok = acs.verify(method="POST", path="/", query=[], form=[], headers=headers, body=body,
-                    secret_for={"ak": "sk"})
+    headers = acs.v3_sign(
+        "ak",
+        "sk",
+        method="POST",
+        host="127.0.0.1:1",
+        action="ImportWorkflowDefinition",
+        version="2024-05-18",
+        body=body,
+        content_type="application/x-www-form-urlencoded",
+    )
+    ok = acs.verify(
+        method="POST", path="/", query=[], form=[], headers=headers, body=body, secret_for={"ak": "sk"}
+    )
     assert (ok.access_key_id, ok.version) == ("ak", "v3")
     with pytest.raises(acs.SignatureError) as err:
-        acs.verify(method="POST", path="/", query=[], form=[], headers=headers, body=body,
-                   secret_for={"ak": "wrong"})
+        acs.verify(
+            method="POST", path="/", query=[], form=[], headers=headers, body=body, secret_for={"ak": "wrong"}
+        )
     assert err.value.code == "SignatureDoesNotMatch"
     with pytest.raises(acs.SignatureError) as err:
-        acs.verify(method="POST", path="/", query=[], form=[], headers=headers, body=body + b"x",
-                   secret_for={"ak": "sk"})
+        acs.verify(
+            method="POST",
+            path="/",
+            query=[],
+            form=[],
+            headers=headers,
+            body=body + b"x",
+            secret_for={"ak": "sk"},
+        )
     assert err.value.code == "SignatureDoesNotMatch"
 
 

@@ -30,8 +30,15 @@ FORM = "application/x-www-form-urlencoded"
 #: Codes worth another attempt. Every attempt is signed afresh (new nonce and timestamp), which
 #: is exactly the cure for the last two.
 RETRYABLE = frozenset(
-    {"ServiceUnavailable", "InternalError", "UnknownError", "Transport", "Timeout",
-     "SignatureNonceUsed", "InvalidTimeStamp.Expired"}
+    {
+        "ServiceUnavailable",
+        "InternalError",
+        "UnknownError",
+        "Transport",
+        "Timeout",
+        "SignatureNonceUsed",
+        "InvalidTimeStamp.Expired",
+    }
 )
 NOT_FOUND_MARKERS = ("NotFound", "NotExist", "NotExists")
 
@@ -56,15 +63,22 @@ class DataWorksClient:
     async def call(self, action: str, params: dict[str, str]) -> dict[str, Any]:
         ak = self._cfg.access_key_id
         secret = self._cfg.access_key_secret
-        assert ak is not None and secret is not None
+        assert ak is not None
+        assert secret is not None
         method = "GET" if action in READS else "POST"
         query = params if method == "GET" else {}
         body = urlencode(params, quote_via=quote).encode() if method == "POST" else b""
         headers: dict[str, str]
         if self._cfg.signature == "v3":
             headers = acs.v3_sign(
-                ak.get_secret_value(), secret.get_secret_value(), method=method, host=self._host,
-                action=action, version=VERSION, query=query, body=body,
+                ak.get_secret_value(),
+                secret.get_secret_value(),
+                method=method,
+                host=self._host,
+                action=action,
+                version=VERSION,
+                query=query,
+                body=body,
                 content_type=FORM if body else None,
             )
         else:
@@ -76,30 +90,42 @@ class DataWorksClient:
             if body:
                 headers["content-type"] = FORM
         headers.pop("host", None)
-        url = URL(f"{self._base}/?{urlencode(query, quote_via=quote)}" if query else f"{self._base}/",
-                  encoded=True)
+        url = URL(
+            f"{self._base}/?{urlencode(query, quote_via=quote)}" if query else f"{self._base}/", encoded=True
+        )
         try:
-            async with self._session.request(method, url, data=body or None, headers=headers,
-                                             timeout=self._timeout) as resp:
+            async with self._session.request(
+                method, url, data=body or None, headers=headers, timeout=self._timeout
+            ) as resp:
                 raw = await resp.read()
                 status = resp.status
                 retry_after = _retry_after(resp.headers)
         except TimeoutError:
-            raise ProviderError("Timeout", f"{action}: no answer within {self._cfg.timeout}s",
-                                retryable=True) from None
+            raise ProviderError(
+                "Timeout", f"{action}: no answer within {self._cfg.timeout}s", retryable=True
+            ) from None
         except aiohttp.ClientError as exc:
-            raise ProviderError("Transport", f"{action}: {type(exc).__name__}: {exc}", retryable=True) from None
+            raise ProviderError(
+                "Transport", f"{action}: {type(exc).__name__}: {exc}", retryable=True
+            ) from None
         try:
             data: dict[str, Any] = json.loads(raw) if raw else {}
         except ValueError:
-            raise ProviderError("BadResponse", f"{action}: HTTP {status} with a body that is not JSON",
-                                status=status, retryable=status >= 500) from None
+            raise ProviderError(
+                "BadResponse",
+                f"{action}: HTTP {status} with a body that is not JSON",
+                status=status,
+                retryable=status >= 500,
+            ) from None
         if status >= 400:
             code = str(data.get("Code") or data.get("code") or f"HTTP{status}")
             raise ProviderError(
-                code, str(data.get("Message") or data.get("message") or ""), status=status,
+                code,
+                str(data.get("Message") or data.get("message") or ""),
+                status=status,
                 request_id=data.get("RequestId") or data.get("requestId"),
-                retryable=is_retryable(code, status), retry_after=retry_after,
+                retryable=is_retryable(code, status),
+                retry_after=retry_after,
             )
         return data
 
@@ -132,11 +158,16 @@ class DataWorks:
         return Rendered(wid, json.dumps(spec, ensure_ascii=False, separators=(",", ":")), warnings)
 
     async def submit(self, rendered: Rendered) -> Submitted:
-        data = await self._call("ImportWorkflowDefinition", {"ProjectId": self.project_id, "Spec": rendered.payload})
+        data = await self._call(
+            "ImportWorkflowDefinition", {"ProjectId": self.project_id, "Spec": rendered.payload}
+        )
         job = data.get("AsyncJob") or {}
         if not job.get("Id"):
-            raise ProviderError("BadResponse", "ImportWorkflowDefinition returned no AsyncJob.Id",
-                                request_id=data.get("RequestId"))
+            raise ProviderError(
+                "BadResponse",
+                "ImportWorkflowDefinition returned no AsyncJob.Id",
+                request_id=data.get("RequestId"),
+            )
         return Submitted(rendered.target_id, str(job["Id"]))
 
     async def poll(self, remote_job_id: str) -> Polled:

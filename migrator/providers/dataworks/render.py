@@ -102,7 +102,9 @@ class _Renderer:
             {"name": k, "artifactType": "Variable", "scope": "NodeParameter", "type": "Constant", "value": v}
             for k, v in values.items()
         ]
-        for var in task.variables if task else ():
+        if task is None:
+            return params
+        for var in task.variables:
             if var.secret:
                 self.warn(
                     "secret-variable",
@@ -110,8 +112,15 @@ class _Renderer:
                     "parameters are plain text); set it at the target by hand",
                 )
                 continue
-            params.append({"name": var.name, "artifactType": "Variable", "scope": "NodeParameter",
-                           "type": "Constant", "value": var.plain()})
+            params.append(
+                {
+                    "name": var.name,
+                    "artifactType": "Variable",
+                    "scope": "NodeParameter",
+                    "type": "Constant",
+                    "value": var.plain(),
+                }
+            )
         return params
 
     def content(self, task: Task, command: str) -> str:
@@ -121,8 +130,11 @@ class _Renderer:
             exports = "".join(f"export {k}={json.dumps(v)}\n" for k, v in task.environment.items())
             self.warn("environment", f"task {task.name!r}: environment carried as export lines in the script")
             return exports + task.content
-        self.warn("environment", f"task {task.name!r}: environment {sorted(task.environment)} not carried "
-                                 f"({command} nodes have no environment)")
+        self.warn(
+            "environment",
+            f"task {task.name!r}: environment {sorted(task.environment)} not carried "
+            f"({command} nodes have no environment)",
+        )
         return task.content
 
     def node(self, task: Task, trigger: dict[str, Any]) -> dict[str, Any]:
@@ -130,24 +142,38 @@ class _Renderer:
         command = COMMANDS.get(task.kind)
         if command is None:
             command = PLACEHOLDER
-            self.warn("job-kind", f"task {task.name!r}: kind {task.kind.value} has no DataWorks equivalent; "
-                                  f"kept as a {PLACEHOLDER} placeholder holding the original content")
+            self.warn(
+                "job-kind",
+                f"task {task.name!r}: kind {task.kind.value} has no DataWorks equivalent; "
+                f"kept as a {PLACEHOLDER} placeholder holding the original content",
+            )
         if task.failure_action is FailureAction.CONTINUE:
-            self.warn("failure-action", f"task {task.name!r}: continue-on-failure has no DataWorks equivalent; "
-                                        "downstream nodes will wait for a rerun")
+            self.warn(
+                "failure-action",
+                f"task {task.name!r}: continue-on-failure has no DataWorks equivalent; "
+                "downstream nodes will wait for a rerun",
+            )
         runtime: dict[str, Any] = {"command": command}
         run = task.run
         emr = {
-            k: v for k, v in {
-                "queue": run.queue, "memory": run.memory_mb, "cores": run.cores, "priority": run.priority,
-                "submitter": run.user, "submitMode": {"YARN": "Yarn", "LOCAL": "Local"}.get((run.mode or "").upper()),
-            }.items() if v is not None
+            k: v
+            for k, v in {
+                "queue": run.queue,
+                "memory": run.memory_mb,
+                "cores": run.cores,
+                "priority": run.priority,
+                "submitter": run.user,
+                "submitMode": {"YARN": "Yarn", "LOCAL": "Local"}.get((run.mode or "").upper()),
+            }.items()
+            if v is not None
         }
         if emr and command.startswith("EMR_"):
             runtime["emrJobConfig"] = emr
         elif emr:
-            self.warn("run-settings", f"task {task.name!r}: run settings {sorted(emr)} apply only to EMR nodes; "
-                                      "not carried")
+            self.warn(
+                "run-settings",
+                f"task {task.name!r}: run settings {sorted(emr)} apply only to EMR nodes; not carried",
+            )
         node: dict[str, Any] = {
             "recurrence": "Pause" if self.wf.schedule and self.wf.schedule.paused else "Normal",
             "id": nid,
@@ -166,15 +192,21 @@ class _Renderer:
             },
             "trigger": trigger,
             "inputs": {},
-            "outputs": {"nodeOutputs": [{"data": nid, "artifactType": "NodeOutput", "refTableName": task.name}]},
+            "outputs": {
+                "nodeOutputs": [{"data": nid, "artifactType": "NodeOutput", "refTableName": task.name}]
+            },
         }
         if self.wf.owners:
             node["owner"] = self.wf.owners[0]
         if task.resources:
-            node["fileResources"] = [{"name": r.alias or r.path.rsplit("/", 1)[-1], "path": r.path}
-                                     for r in task.resources]
-            self.warn("resources", f"task {task.name!r}: {len(task.resources)} resource(s) referenced by name; "
-                                   "upload them to DataWorks resources before the first run")
+            node["fileResources"] = [
+                {"name": r.alias or r.path.rsplit("/", 1)[-1], "path": r.path} for r in task.resources
+            ]
+            self.warn(
+                "resources",
+                f"task {task.name!r}: {len(task.resources)} resource(s) referenced by name; "
+                "upload them to DataWorks resources before the first run",
+            )
         return node
 
     def spec(self) -> dict[str, Any]:
@@ -194,14 +226,21 @@ class _Renderer:
             if wf.upstream_of(t.name)
         ]
         if len(wf.owners) > 1:
-            self.warn("owners", f"DataWorks has one owner per object; {wf.owners[0]!r} kept, "
-                                f"{list(wf.owners[1:])} dropped")
+            self.warn(
+                "owners",
+                f"DataWorks has one owner per object; {wf.owners[0]!r} kept, {list(wf.owners[1:])} dropped",
+            )
         if wf.upstream:
-            self.warn("upstream-workflows", f"dependencies on other workflows {list(wf.upstream)} are not "
-                                            "carried yet; wire them at the target")
+            self.warn(
+                "upstream-workflows",
+                f"dependencies on other workflows {list(wf.upstream)} are not "
+                "carried yet; wire them at the target",
+            )
         if wf.alerts.on_failure or wf.alerts.on_success or wf.alerts.on_task_failure:
-            self.warn("alerts", "alert settings are DataWorks monitoring rules, not part of the FlowSpec; "
-                                "not carried")
+            self.warn(
+                "alerts",
+                "alert settings are DataWorks monitoring rules, not part of the FlowSpec; not carried",
+            )
         workflow: dict[str, Any] = {
             "id": wid,
             "name": wf.name,
@@ -213,11 +252,17 @@ class _Renderer:
             },
             "trigger": trigger,
             "strategy": {
-                "timeout": 0, "instanceMode": "T+1", "rerunMode": "Allowed", "rerunTimes": 0,
-                "rerunInterval": 0, "failureStrategy": "Break",
+                "timeout": 0,
+                "instanceMode": "T+1",
+                "rerunMode": "Allowed",
+                "rerunTimes": 0,
+                "rerunInterval": 0,
+                "failureStrategy": "Break",
             },
             "inputs": {},
-            "outputs": {"nodeOutputs": [{"data": wid, "artifactType": "NodeOutput", "refTableName": wf.name}]},
+            "outputs": {
+                "nodeOutputs": [{"data": wid, "artifactType": "NodeOutput", "refTableName": wf.name}]
+            },
             "nodes": nodes,
             "dependencies": dependencies,
         }

@@ -1,0 +1,200 @@
+"""DataWorks client unit tests at the aiohttp boundary (aioresponses): wire format and error table."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+from pydantic import SecretStr
+
+from migrator.auth import acs
+from migrator.config import ProviderConfig
+from migrator.errors import ProviderError
+from migrator.providers.base import JobStatus, Rendered
+from migrator.providers.dataworks.client import DataWorks
+
+ANY = re.compile(r"^http://dw\.test/.*$")
+
+
+def config(**kw: Any) -> ProviderConfig:
+    return ProviderConfig(
+        name="dw",
+        kind="dataworks",
+        endpoint="http://dw.test",
+        project_id="10001",
+        access_key_id=SecretStr("ak"),
+        access_key_secret=SecretStr("sk"),
+        **kw,
+    )
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def provider(session: aiohttp.ClientSession, **kw: Any) -> tuple[DataWorks, list[float]]:
+    dw = DataWorks(config(**kw), session)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    dw.flow.sleep = sleep
+    return dw, slept
+
+
+def only_call(mocked: aioresponses) -> tuple[str, str, Any]:
+    (((method, url), calls),) = mocked.requests.items()
+    return method, str(url), calls
+
+
+async def test_import_is_a_v3_signed_form_post(session: aiohttp.ClientSession) -> None:
+    dw, _ = provider(session)
+    with aioresponses() as mocked:
+        mocked.post(
+            ANY,
+            payload={
+                "RequestId": "r",
+                "AsyncJob": {"Id": "J1", "Status": "Running", "Completed": False, "Response": "42"},
+            },
+        )
+        result = await dw.submit(Rendered("42", '{"spec": "a b"}'))
+        method, url, calls = only_call(mocked)
+    assert (result.target_id, result.remote_job_id) == ("42", "J1")
+    kwargs = calls[0].kwargs
+    headers = kwargs["headers"]
+    body = kwargs["data"]
+    assert method == "POST"
+    assert urlsplit(url).query == ""
+    assert dict(parse_qsl(body.decode())) == {"ProjectId": "10001", "Spec": '{"spec": "a b"}'}
+    assert headers["x-acs-action"] == "ImportWorkflowDefinition"
+    assert headers["content-type"] == "application/x-www-form-urlencoded"
+    verified = acs.verify(
+        method="POST",
+        path="/",
+        query=[],
+        form=[],
+        headers={**headers, "host": "dw.test"},
+        body=body,
+        secret_for={"ak": "sk"},
+    )
+    assert verified.version == "v3"
+
+
+async def test_v1_signs_query_and_form_together(session: aiohttp.ClientSession) -> None:
+    dw, _ = provider(session, signature="v1")
+    with aioresponses() as mocked:
+        mocked.post(ANY, payload={"AsyncJob": {"Id": "J1"}})
+        await dw.submit(Rendered("42", "{}"))
+        _, url, calls = only_call(mocked)
+    query = parse_qsl(urlsplit(url).query)
+    form = parse_qsl(calls[0].kwargs["data"].decode())
+    assert dict(query)["SignatureMethod"] == "HMAC-SHA1"
+    assert (
+        acs.verify(
+            method="POST", path="/", query=query, form=form, headers={}, body=b"", secret_for={"ak": "sk"}
+        ).version
+        == "v1"
+    )
+
+
+async def test_throttling_is_retried_after_the_servers_delay(session: aiohttp.ClientSession) -> None:
+    dw, slept = provider(session)
+    with aioresponses() as mocked:
+        mocked.post(
+            ANY,
+            status=400,
+            headers={"x-acs-retry-after": "1500"},
+            payload={"Code": "Throttling.User", "Message": "slow down", "RequestId": "r1"},
+        )
+        mocked.post(
+            ANY, status=503, payload={"Code": "ServiceUnavailable", "Message": "later", "RequestId": "r2"}
+        )
+        mocked.post(ANY, payload={"AsyncJob": {"Id": "J9"}})
+        result = await dw.submit(Rendered("42", "{}"))
+    assert result.remote_job_id == "J9"
+    assert len(slept) == 2
+    assert slept[0] >= 1.5
+    assert dw.flow.retries == 2
+
+
+async def test_terminal_errors_are_not_retried_and_carry_code_and_request_id(
+    session: aiohttp.ClientSession,
+) -> None:
+    dw, slept = provider(session)
+    with aioresponses() as mocked:
+        mocked.post(
+            ANY,
+            status=400,
+            payload={
+                "Code": "InvalidParameter",
+                "Message": "bad spec",
+                "RequestId": "r7",
+                "HostId": "dw.test",
+                "Recommend": "x",
+            },
+        )
+        with pytest.raises(ProviderError) as err:
+            await dw.submit(Rendered("42", "{}"))
+    assert (err.value.code, err.value.request_id, err.value.status, err.value.retryable) == (
+        "InvalidParameter",
+        "r7",
+        400,
+        False,
+    )
+    assert slept == []
+
+
+async def test_retries_stop_at_max_attempts(session: aiohttp.ClientSession) -> None:
+    dw, slept = provider(session, max_attempts=3)
+    with aioresponses() as mocked:
+        for _ in range(3):
+            mocked.post(ANY, exception=aiohttp.ClientConnectionError("reset"))
+        with pytest.raises(ProviderError) as err:
+            await dw.submit(Rendered("42", "{}"))
+    assert err.value.code == "Transport"
+    assert len(slept) == 2
+
+
+@pytest.mark.parametrize(
+    ("job", "status", "error"),
+    [
+        ({"Status": "Running", "Completed": "False"}, JobStatus.RUNNING, None),
+        ({"Status": "Success", "Completed": "True"}, JobStatus.SUCCESS, None),
+        (
+            {"Status": "Fail", "Completed": "True", "Error": "$.spec.x: bad"},
+            JobStatus.FAILED,
+            "Fail: $.spec.x: bad",
+        ),
+        ({"Status": "Cancel", "Completed": "True"}, JobStatus.FAILED, "Cancel: no error given"),
+    ],
+)
+async def test_job_status_completed_is_a_string(
+    session: aiohttp.ClientSession, job: dict[str, str], status: JobStatus, error: str | None
+) -> None:
+    dw, _ = provider(session)
+    with aioresponses() as mocked:
+        mocked.get(ANY, payload={"RequestId": "r", "JobStatus": {"JobId": "J1", **job}})
+        polled = await dw.poll("J1")
+        method, url, _ = only_call(mocked)
+    assert (polled.status, polled.error) == (status, error)
+    assert method == "GET"
+    assert dict(parse_qsl(urlsplit(url).query)) == {"JobId": "J1"}
+
+
+async def test_reconcile_treats_not_found_as_absent(session: aiohttp.ClientSession) -> None:
+    dw, _ = provider(session)
+    with aioresponses() as mocked:
+        mocked.get(ANY, status=404, payload={"Code": "WorkflowDefinition.NotFound", "Message": "no"})
+        mocked.get(ANY, payload={"WorkflowDefinition": {"Id": "42"}})
+        assert await dw.reconcile("k", "42") is None
+        found = await dw.reconcile("k", "42")
+    assert found is not None
+    assert found.target_id == "42"

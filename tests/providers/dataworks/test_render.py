@@ -1,0 +1,141 @@
+"""Canonical workflow -> FlowSpec in the seed's shape, with deterministic ids and honest warnings."""
+
+from __future__ import annotations
+
+import pytest
+
+from migrator.errors import TranslationError
+from migrator.model import Workflow
+from migrator.providers.dataworks.render import node_id, render, workflow_id
+
+WF = {
+    "name": "dwd_orders_daily",
+    "source": {"system": "emr", "id": "F-1"},
+    "folder": "warehouse/dwd",
+    "owners": ["alice", "bob"],
+    "schedule": {"cron": "0 30 2 * * ?", "start": "2025-01-01T00:00:00", "paused": True},
+    "parameters": {"bizdate": "${yyyyMMdd-1d}"},
+    "tasks": [
+        {
+            "name": "extract",
+            "kind": "sqoop",
+            "content": "sqoop import ...",
+            "max_retries": 3,
+            "retry_interval": 120,
+            "timeout": 3600,
+        },
+        {
+            "name": "transform",
+            "kind": "hive_sql",
+            "content": "insert ...",
+            "run": {"queue": "etl", "memory_mb": 2048},
+            "variables": [
+                {"name": "token", "value": "s3cret!", "secret": True},
+                {"name": "region", "value": "cn"},
+            ],
+        },
+        {"name": "check", "kind": "pig", "content": "pig -f check.pig", "environment": {"A": "1"}},
+    ],
+    "edges": [
+        {"upstream": "extract", "downstream": "transform"},
+        {"upstream": "transform", "downstream": "check"},
+    ],
+}
+
+
+def test_spec_shape_matches_the_seed() -> None:
+    wf = Workflow.model_validate(WF)
+    wid, spec, warnings = render(wf, "migrated")
+    assert (spec["version"], spec["kind"], spec["spec"]["id"]) == ("1.1.0", "CycleWorkflow", wid)
+    (flow,) = spec["spec"]["workflows"]
+    assert flow["script"] == {
+        "path": "migrated/warehouse/dwd/dwd_orders_daily",
+        "runtime": {"command": "WORKFLOW"},
+        "parameters": [
+            {
+                "name": "bizdate",
+                "artifactType": "Variable",
+                "scope": "NodeParameter",
+                "type": "Constant",
+                "value": "${yyyyMMdd-1d}",
+            }
+        ],
+    }
+    assert flow["trigger"] == {
+        "type": "Scheduler",
+        "cron": "0 30 2 * * ?",
+        "startTime": "2025-01-01 00:00:00",
+        "endTime": "9999-01-01 00:00:00",
+        "timezone": "Asia/Shanghai",
+        "delaySeconds": 0,
+    }
+    nodes = {n["name"]: n for n in flow["nodes"]}
+    assert nodes["extract"]["script"]["runtime"]["command"] == "EMR_SCOOP"
+    assert nodes["extract"]["rerunTimes"] == 3
+    assert nodes["extract"]["rerunInterval"] == 120_000
+    assert nodes["transform"]["script"]["runtime"]["emrJobConfig"] == {"queue": "etl", "memory": 2048}
+    assert all(n["recurrence"] == "Pause" for n in nodes.values())
+    for node in flow["nodes"]:
+        assert node["outputs"]["nodeOutputs"][0]["data"] == node["id"]
+        assert node["script"]["path"] == f"migrated/warehouse/dwd/dwd_orders_daily/{node['name']}"
+    deps = {d["nodeId"]: [x["output"] for x in d["depends"]] for d in flow["dependencies"]}
+    assert deps == {
+        nodes["transform"]["id"]: [nodes["extract"]["id"]],
+        nodes["check"]["id"]: [nodes["transform"]["id"]],
+    }
+    rules = [w.split(":")[0] for w in warnings]
+    assert {"secret-variable", "job-kind", "environment", "owners"} <= set(rules)
+
+
+def test_ids_are_deterministic_signed_64_bit_and_distinct() -> None:
+    wf = Workflow.model_validate(WF)
+    assert render(wf)[0] == workflow_id("emr:F-1") == render(Workflow.model_validate(WF))[0]
+    ids = {workflow_id(f"emr:F-{i}") for i in range(2000)} | {
+        node_id("emr:F-1", f"t{i}") for i in range(2000)
+    }
+    assert len(ids) == 4000
+    assert all(len(i) == 19 and 0 < int(i) < 2**63 for i in ids)
+
+
+def test_secret_values_never_reach_the_spec() -> None:
+    _, spec, warnings = render(Workflow.model_validate(WF))
+    text = str(spec) + str(warnings)
+    assert "s3cret!" not in text
+    params = spec["spec"]["workflows"][0]["nodes"][1]["script"]["parameters"]
+    assert params == [
+        {
+            "name": "region",
+            "artifactType": "Variable",
+            "scope": "NodeParameter",
+            "type": "Constant",
+            "value": "cn",
+        }
+    ]
+
+
+def test_environment_on_shell_becomes_exports() -> None:
+    body = {
+        **WF,
+        "tasks": [{"name": "s", "kind": "shell", "content": "echo $A", "environment": {"A": "x y"}}],
+        "edges": [],
+    }
+    _, spec, _ = render(Workflow.model_validate(body))
+    assert spec["spec"]["workflows"][0]["nodes"][0]["script"]["content"] == 'export A="x y"\necho $A'
+
+
+@pytest.mark.parametrize(
+    ("cron", "ok"),
+    [("0 0 1 * * ?", True), ("0 0 1 * * ? *", True), ("0 0 1 * * ? 2026", False), ("0 1 * * *", False)],
+)
+def test_cron_forms(cron: str, ok: bool) -> None:
+    wf = Workflow.model_validate({**WF, "schedule": {"cron": cron}})
+    if ok:
+        assert render(wf)[1]["spec"]["workflows"][0]["trigger"]["cron"] == "0 0 1 * * ?"
+    else:
+        with pytest.raises(TranslationError, match="dwd_orders_daily"):
+            render(wf)
+
+
+def test_unscheduled_is_manual() -> None:
+    wf = Workflow.model_validate({k: v for k, v in WF.items() if k != "schedule"})
+    assert render(wf)[1]["spec"]["workflows"][0]["trigger"] == {"type": "Manual"}

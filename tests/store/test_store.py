@@ -1,0 +1,127 @@
+"""The checkpoint store: migrations, guarded transitions, group commit, append-only events."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+
+from migrator.errors import StoreError
+from migrator.store import Move, Record, Seen, State, Store
+from migrator.store.schema import MIGRATIONS
+
+JOB = "j"
+
+
+def rec(key: str, state: State = State.RENDERED) -> Record:
+    return Record(key, key, f"inv.jsonl:{key}", "dataworks", state, "hash", "tid")
+
+
+async def test_schema_is_migrated_and_reopened(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with await Store.open(path) as store:
+        assert await store.schema_version() == len(MIGRATIONS)
+        run = await store.start_run(JOB, "migrate", "dataworks")
+        await store.apply(JOB, run, [rec("a")])
+    async with await Store.open(path) as store:
+        item = await store.item(JOB, "a")
+        assert item is not None
+        assert (item.state, item.target_id, item.seen_run) == (State.RENDERED, "tid", run)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_newer_schema_is_refused_and_garbage_is_a_clear_error(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    with sqlite3.connect(newer) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer than this migrator"):
+        await Store.open(newer)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="unusable"):
+        await Store.open(garbage)
+    with pytest.raises(StoreError, match="does not exist"):
+        await Store.open(tmp_path / "absent.db", create=False)
+
+
+async def test_guarded_moves_and_event_log(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        run = await store.start_run(JOB, "migrate", "dataworks")
+        await store.apply(JOB, run, [rec("a")])
+        await store.apply(
+            JOB, run, [Move("a", frozenset({State.RENDERED}), State.SUBMITTING, {"attempts": 1})]
+        )
+        with pytest.raises(StoreError, match="is submitting, not rendered"):
+            await store.apply(JOB, run, [Move("a", frozenset({State.RENDERED}), State.SUBMITTING)])
+        # both moves of one apply land together, or neither does
+        with pytest.raises(StoreError):
+            await store.apply(
+                JOB,
+                run,
+                [
+                    Move("a", frozenset({State.SUBMITTING}), State.SUBMITTED, {"remote_job_id": "J1"}),
+                    Move("a", frozenset({State.DONE}), State.POLLING),
+                ],
+            )
+        item = await store.item(JOB, "a")
+        assert item is not None
+        assert (item.state, item.remote_job_id) == (State.SUBMITTING, None)
+        with pytest.raises(StoreError, match="cannot be set"):
+            await store.apply(JOB, run, [Move("a", frozenset({State.SUBMITTING}), State.DONE, {"key": "x"})])
+        transitions = [(e[3], e[4]) for e in await store.events(JOB, "a")]
+        assert transitions == [(None, "pending"), ("pending", "rendered"), ("rendered", "submitting")]
+
+
+async def test_event_log_is_append_only(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with await Store.open(path) as store:
+        await store.apply(JOB, None, [rec("a")])
+    with sqlite3.connect(path) as conn, pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("DELETE FROM events")
+
+
+async def test_concurrent_writers_are_group_committed_and_one_failure_is_isolated(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        run = await store.start_run(JOB, "migrate", "dataworks")
+        errors: list[BaseException] = []
+
+        async def write(i: int) -> None:
+            try:
+                if i == 7:  # a bad move among good writes
+                    await store.apply(JOB, run, [Move("nope", frozenset({State.RENDERED}), State.DONE)])
+                else:
+                    await store.apply(JOB, run, [rec(f"k{i}")])
+            except StoreError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(write, i)
+        assert len(errors) == 1
+        assert "'nope' is missing" in str(errors[0])
+        counts = await store.counts(JOB)
+        assert counts["rendered"] == 99
+        assert set(counts) == {s.value for s in State}
+
+
+async def test_seen_marks_without_event_and_repolls_are_quiet(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        await store.apply(JOB, None, [rec("a", State.POLLING)])
+        run = await store.start_run(JOB, "migrate", "dataworks")
+        before = len(await store.events(JOB))
+        await store.apply(JOB, run, [Seen("a")])
+        await store.apply(
+            JOB,
+            run,
+            [Move("a", frozenset({State.POLLING}), State.POLLING, {"polls": 1, "next_poll_at": 5.0})],
+        )
+        assert len(await store.events(JOB)) == before
+        item = await store.item(JOB, "a")
+        assert item is not None
+        assert (item.seen_run, item.polls, item.next_poll_at) == (run, 1, 5.0)
+        assert [i.key for i in await store.due_polls(JOB, 5.0, 10)] == ["a"]
+        assert await store.due_polls(JOB, 4.9, 10) == []
+        assert await store.next_poll_at(JOB) == 5.0

@@ -1,0 +1,183 @@
+"""The command line as a user runs it: subprocesses, real SQLite files, the embedded sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+
+from migrator.engine.target import sandbox_data_path
+from migrator.providers.dataworks.render import workflow_id
+from migrator.sample import generate, write_jsonl
+from migrator.sandbox.base import SandboxSettings
+from migrator.sandbox.server import running
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def migrator(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "migrator", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+async def sandbox_view(data: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Reopen an embedded sandbox's data file and read its inspection endpoints."""
+    async with running("dataworks", SandboxSettings(data_path=data)) as handle, aiohttp.ClientSession() as s:
+        async with s.get(f"{handle.endpoint}/_sandbox/objects") as resp:
+            objects = await resp.json()
+        async with s.get(f"{handle.endpoint}/_sandbox/calls") as resp:
+            calls = await resp.json()
+    return objects, calls
+
+
+async def test_demo_job_migrates_everything_and_reports_json(tmp_path: Path) -> None:
+    state = tmp_path / "demo.db"
+    result = migrator("run", "jobs/demo.toml", "--state", state)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "demo: all done - 60 items: 60 done" in result.stderr.replace("\n", " ")
+    report = json.loads(migrator("report", "--format", "json", "--state", state).stdout)
+    assert report["job"] == "demo"
+    assert report["counts"]["done"] == 60
+    assert sum(report["counts"].values()) == 60
+    assert {
+        "pending",
+        "rendered",
+        "submitting",
+        "submitted",
+        "polling",
+        "done",
+        "invalid",
+        "failed",
+        "skipped",
+    } <= set(report["counts"])
+    assert report["failures"] == []
+    assert report["run"]["outcome"] == "completed"
+    objects, _ = await sandbox_view(sandbox_data_path(state, "dataworks"))
+    keys = [
+        json.loads(line)["source"] for line in (ROOT / "jobs/inventory/demo.jsonl").read_text().splitlines()
+    ]
+    expected = sorted(workflow_id(f"{k['system']}:{k['id']}") for k in keys)
+    assert sorted(d["id"] for d in objects["workflow_definitions"]) == expected
+    status = migrator("status", "--state", state)
+    assert status.returncode == 0
+    assert "demo: 60/60 settled (60 done" in status.stdout
+
+
+def test_usage_errors_exit_2_with_a_clear_message(tmp_path: Path) -> None:
+    missing = migrator("run", tmp_path / "nope.toml")
+    assert missing.returncode == 2
+    assert "nope.toml: file not found" in missing.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[job]\nname = "x"\n[source]\npaths = ["a.jsonl"]\n[target]\n')
+    result = migrator("run", bad)
+    assert result.returncode == 2
+    assert "target.provider: Field required" in result.stderr
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"garbage" * 1000)
+    result = migrator("status", "--state", corrupt)
+    assert result.returncode == 2
+    assert "unusable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_schema_prints_the_record_schema() -> None:
+    result = migrator("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert "tasks" in schema["required"]
+
+
+def _rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=10) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_sigkill_while_polling_then_resume_polls_stored_jobs_and_imports_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    inv = tmp_path / "inv.jsonl"
+    workflows = list(generate(120, seed=11))
+    write_jsonl(inv, workflows)
+    job = tmp_path / "job.toml"
+    job.write_text(f'[job]\nname = "kill"\n[source]\npaths = ["{inv}"]\n[target]\nprovider = "dataworks"\n')
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[state]\npath = "state.db"\n'
+        "[providers.dataworks]\nsandbox = true\nconcurrency = 16\n"
+        "[providers.dataworks.poll]\ninitial = 0.5\nfactor = 1.5\nmax = 1.0\n"
+        "[providers.dataworks.sandbox_options]\njob_delay = [2.0, 4.0]\n"
+    )
+    state = tmp_path / "state.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "migrator", "run", str(job), "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    polled: list[tuple[Any, ...]] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists():
+            polled = _rows(
+                state, "SELECT key, remote_job_id FROM items WHERE state = 'polling' AND polls >= 1"
+            )
+            if len(polled) >= 20:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed: " + (
+        proc.stderr.read() if proc.stderr else ""
+    )
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    in_flight = dict(_rows(state, "SELECT key, remote_job_id FROM items WHERE state = 'polling'"))
+    submitting = {k for (k,) in _rows(state, "SELECT key FROM items WHERE state = 'submitting'")}
+    assert len(in_flight) >= 20
+
+    result = migrator("run", job, "--config", config)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    final = dict(_rows(state, "SELECT key, remote_job_id FROM items WHERE state = 'done'"))
+    assert len(final) == 120, "every item ends done"
+    for key, job_id in in_flight.items():
+        assert final[key] == job_id, f"{key} was re-imported instead of polled from its stored job id"
+    second_run = _rows(state, "SELECT MAX(id) FROM runs")[0][0]
+    finished_by_second = {
+        k
+        for (k,) in _rows(
+            state,
+            f"SELECT key FROM events WHERE run_id = {second_run} "
+            "AND from_state = 'polling' AND to_state = 'done'",
+        )
+    }
+    assert set(in_flight) <= finished_by_second
+
+    objects, calls = anyio.run(sandbox_view, sandbox_data_path(state, "dataworks"))
+    defs = {d["id"]: d for d in objects["workflow_definitions"]}
+    assert sorted(defs) == sorted(workflow_id(w.key) for w in workflows), (
+        "exactly one definition per workflow"
+    )
+    for wf in workflows:
+        imported = defs[workflow_id(wf.key)]["imports"]
+        # Only an import whose answer was lost mid-call (row left in `submitting`) may be sent again,
+        # and then it is an update of the same definition, never a second one.
+        assert imported == 1 or (wf.key in submitting and imported == 2), (wf.key, imported)
+    # Every import call the sandbox accepted is accounted for by a definition above: none went elsewhere.
+    assert calls["ImportWorkflowDefinition"]["ok"] == sum(d["imports"] for d in defs.values())
+    assert set(calls) >= {"ImportWorkflowDefinition", "GetJobStatus"}
