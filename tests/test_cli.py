@@ -181,3 +181,26 @@ def test_sigkill_while_polling_then_resume_polls_stored_jobs_and_imports_nothing
     # Every import call the sandbox accepted is accounted for by a definition above: none went elsewhere.
     assert calls["ImportWorkflowDefinition"]["ok"] == sum(d["imports"] for d in defs.values())
     assert set(calls) >= {"ImportWorkflowDefinition", "GetJobStatus"}
+
+
+def test_secrets_reach_no_log_store_report_or_target(tmp_path: Path) -> None:
+    inventory = ROOT / "jobs/inventory/demo.jsonl"
+    secrets = {
+        v["value"]
+        for line in inventory.read_text().splitlines()
+        for t in json.loads(line)["tasks"]
+        for v in t["variables"]
+        if v["secret"]
+    }
+    assert len(secrets) >= 5
+    state = tmp_path / "s.db"
+    run = migrator("run", "jobs/demo.toml", "--state", state, "--verbose")
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = migrator("report", "--format", "json", "--state", state).stdout
+    places = {"logs": run.stderr + run.stdout, "report": report}
+    for path in tmp_path.iterdir():  # the store, its WAL, and the embedded sandbox's data
+        places[path.name] = path.read_bytes().decode("utf-8", "replace")
+    assert any(name.startswith("s.sandbox-") for name in places)
+    for name, text in places.items():
+        leaked = [s for s in secrets if s in text]
+        assert not leaked, f"secret values found in {name}"
