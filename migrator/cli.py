@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,14 +18,21 @@ import anyio
 import click
 import structlog
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from migrator import log as logsetup
 from migrator import report as reports
 from migrator.config import Config, JobConfig, load_config, load_job
 from migrator.engine.pipeline import Outcome, Pipeline
 from migrator.engine.target import open_provider
-from migrator.errors import ConfigError, MigratorError, StoreLockedError
+from migrator.errors import ConfigError, MigratorError, ProviderError, StoreLockedError
 from migrator.model import inventory_schema
 from migrator.store import TERMINAL, State, Store
 
@@ -69,10 +77,35 @@ def _run_async(fn: Callable[[], Awaitable[T]]) -> T:
             raise KeyboardInterrupt
         return result[0]
 
-    return anyio.run(main)
+    try:
+        return anyio.run(main)
+    except BaseExceptionGroup as group:
+        # Task groups wrap what a stage raised; a known error is reported as itself.
+        known = _first_known(group)
+        if known is None:
+            raise
+        raise known from None
+
+
+def _first_known(error: BaseException) -> MigratorError | None:
+    if isinstance(error, MigratorError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            if (found := _first_known(inner)) is not None:
+                return found
+    return None
 
 
 def _fail(exc: MigratorError) -> int:
+    """Print one clear line (secrets scrubbed) and pick the exit code for it."""
+    if isinstance(exc, ProviderError):
+        click.echo(
+            f"migrator: the provider stopped answering: {logsetup.scrub(str(exc))}; "
+            "progress is kept, run the same command again",
+            err=True,
+        )
+        return EXIT_INTERRUPTED
     click.echo(f"migrator: {logsetup.scrub(str(exc))}", err=True)
     return EXIT_INTERRUPTED if isinstance(exc, StoreLockedError) else EXIT_USAGE
 
@@ -98,23 +131,27 @@ class _RichObserver:
     def settled(self, state: State, n: int = 1) -> None:
         self.by_state[state.value] = self.by_state.get(state.value, 0) + n
         self.done += n
-        detail = " ".join(f"{k}={v}" for k, v in self.by_state.items() if v)
-        self.progress.update(self.task, completed=self.done, description=f"migrating [{detail}]")
+        detail = ", ".join(f"{v} {k}" for k, v in self.by_state.items() if v)
+        self.progress.update(self.task, completed=self.done, description=f"migrating ({detail})")
 
 
 class _LogObserver:
-    """Off a terminal: a log line every ``every`` settled items."""
+    """Off a terminal: a progress log line at most every ``every`` seconds."""
 
-    def __init__(self, every: int = 500) -> None:
+    def __init__(self, every: float = 5.0) -> None:
         self.every, self.done, self.read_n = every, 0, 0
+        self.last = time.monotonic()
+        self.by_state: dict[str, int] = {}
 
     def read(self, n: int) -> None:
         self.read_n += n
 
     def settled(self, state: State, n: int = 1) -> None:
         self.done += n
-        if self.done % self.every == 0:
-            log.info("progress", settled=self.done, read=self.read_n)
+        self.by_state[state.value] = self.by_state.get(state.value, 0) + n
+        if time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            log.info("progress", settled=self.done, read=self.read_n, **self.by_state)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -165,6 +202,7 @@ async def _run_job(job: JobConfig, config: Config, state: Path, console: Console
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
+                TimeRemainingColumn(),
             )
             with Progress(*columns, console=console, transient=False) as progress:
                 observer: Any = _RichObserver(progress, counts)
@@ -176,10 +214,16 @@ def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
     counts = outcome.counts
     total = sum(counts.values())
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    verdict = {0: "all done", 1: "finished with failed or invalid items", 3: "interrupted"}[outcome.exit_code]
+    verdict = {
+        0: "all done",
+        1: "finished with failed or invalid items",
+        3: f"stopped with {outcome.unsettled} items unsettled (the provider did not answer); "
+        "run the same command again to resume",
+    }[outcome.exit_code]
     console.print(
         f"{job.name}: {verdict} - {total} items: {parts or 'none'} (run {outcome.run_id}, "
-        f"{outcome.retries} retries). Details: migrator report {job.path}"
+        f"{outcome.retries} retries). Details: migrator report {job.path}",
+        soft_wrap=True,
     )
 
 

@@ -43,6 +43,17 @@ def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is *now*, so a live progress display that redirects it
+    (rich does) prints log lines above the bar instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(*, verbose: bool = False, quiet: bool = False, json_logs: bool | None = None) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     as_json = not sys.stderr.isatty() if json_logs is None else json_logs
@@ -58,6 +69,6 @@ def configure(*, verbose: bool = False, quiet: bool = False, json_logs: bool | N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

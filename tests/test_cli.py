@@ -204,3 +204,159 @@ def test_secrets_reach_no_log_store_report_or_target(tmp_path: Path) -> None:
     for name, text in places.items():
         leaked = [s for s in secrets if s in text]
         assert not leaked, f"secret values found in {name}"
+
+
+def _free_port_base() -> int:
+    """A base port N with N, N+1 and N+2 all free on loopback."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base > 65000:
+            continue
+        try:
+            socks = []
+            for offset in range(3):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no three consecutive free ports")
+
+
+def test_unreachable_provider_leaves_items_unsettled_then_a_standalone_sandbox_takes_them(
+    tmp_path: Path,
+) -> None:
+    inv = tmp_path / "inv.jsonl"
+    workflows = list(generate(25, seed=21))
+    write_jsonl(inv, workflows)
+    base = _free_port_base()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[providers.dw]\nkind = "dataworks"\nendpoint = "http://127.0.0.1:{base + 2}"\n'
+        'project_id = "10001"\n'
+        "max_attempts = 2\ntimeout = 5\n[providers.dw.poll]\ninitial = 0.1\nmax = 0.3\n"
+        '[providers.dw.credentials]\naccess_key_id = "$DW_AK"\naccess_key_secret = "$DW_SK"\n'
+    )
+    job = tmp_path / "job.toml"
+    job.write_text(f'[job]\nname = "real"\n[source]\npaths = ["{inv}"]\n[target]\nprovider = "dw"\n')
+    env = {**os.environ, "DW_AK": "sandbox-access-key-id", "DW_SK": "sandbox-access-key-secret"}
+
+    def run_job(state: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "migrator",
+                "run",
+                str(job),
+                "--config",
+                str(config),
+                "--state",
+                str(state),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={**env, **extra},
+            check=False,
+        )
+
+    state = tmp_path / "state.db"
+    down = run_job(state)
+    assert down.returncode == 3, down.stderr[-2000:]
+    assert "25 items unsettled" in down.stderr
+    assert _rows(
+        state, "SELECT COUNT(*) FROM items WHERE state = 'submitting' AND error_code = 'Transport'"
+    ) == [(25,)]
+
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "migrator",
+            "sandbox",
+            "--port",
+            str(base),
+            "--data",
+            str(tmp_path / "sb.db"),
+            "--job-delay",
+            "0.05,0.2",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = json.loads(server.stdout.readline())
+        assert line["dataworks"]["endpoint"] == f"http://127.0.0.1:{base + 2}"
+        assert line["dataworks"]["credentials"] == {
+            "access_key_id": "sandbox-access-key-id",
+            "access_key_secret": "sandbox-access-key-secret",
+        }
+        assert line["dataworks"]["project_id"] == "10001"
+
+        up = run_job(state)
+        assert up.returncode == 0, up.stderr[-2000:]
+        assert _rows(state, "SELECT COUNT(*) FROM items WHERE state = 'done'") == [(25,)]
+        reconciled = _rows(state, "SELECT COUNT(*) FROM events WHERE detail LIKE 'reconciled: not found%'")
+        assert reconciled == [(25,)]
+
+        wrong = run_job(tmp_path / "wrong.db", DW_SK="not-the-secret")
+        assert wrong.returncode == 1
+        codes = _rows(tmp_path / "wrong.db", "SELECT DISTINCT error_code FROM items")
+        assert codes == [("SignatureDoesNotMatch",)]
+        assert "not-the-secret" not in wrong.stderr + wrong.stdout
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+    objects, _ = anyio.run(sandbox_view, tmp_path / "sb.dataworks.db")
+    assert sorted(d["id"] for d in objects["workflow_definitions"]) == sorted(
+        workflow_id(w.key) for w in workflows
+    )
+    assert all(d["imports"] == 1 for d in objects["workflow_definitions"])
+
+
+def test_sigint_stops_cleanly_with_exit_3_and_the_next_run_finishes(tmp_path: Path) -> None:
+    inv = tmp_path / "inv.jsonl"
+    write_jsonl(inv, generate(30, seed=4))
+    job = tmp_path / "job.toml"
+    job.write_text(f'[job]\nname = "int"\n[source]\npaths = ["{inv}"]\n[target]\nprovider = "dataworks"\n')
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[state]\npath = "state.db"\n[providers.dataworks]\nsandbox = true\n'
+        "[providers.dataworks.poll]\ninitial = 0.2\nmax = 0.5\n"
+        "[providers.dataworks.sandbox_options]\njob_delay = [1.0, 2.0]\n"
+    )
+    state = tmp_path / "state.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "migrator", "run", str(job), "--config", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if state.exists() and _rows(state, "SELECT COUNT(*) FROM items WHERE state = 'polling'")[0][0] >= 10:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3, err[-2000:]
+    assert "interrupted" in err
+    assert "Traceback" not in err
+    assert _rows(state, "SELECT outcome FROM runs") == [("interrupted",)]
+    result = migrator("run", job, "--config", config)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _rows(state, "SELECT COUNT(*) FROM items WHERE state = 'done'") == [(30,)]

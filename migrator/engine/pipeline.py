@@ -69,11 +69,15 @@ class Outcome:
     retries: int = 0
 
     @property
+    def unsettled(self) -> int:
+        return sum(n for s, n in self.counts.items() if State(s) not in TERMINAL)
+
+    @property
     def exit_code(self) -> int:
-        if self.interrupted:
+        """3 when work is left for the next run (the provider stopped answering), else 1 or 0."""
+        if self.interrupted or self.unsettled:
             return 3
-        unfinished = sum(n for s, n in self.counts.items() if State(s) not in TERMINAL)
-        return 1 if unfinished or self.counts["failed"] or self.counts["invalid"] else 0
+        return 1 if self.counts["failed"] or self.counts["invalid"] else 0
 
 
 @dataclass(slots=True)
@@ -307,6 +311,25 @@ class Pipeline:
             result = await self.provider.submit(work.rendered)
         except ProviderError as exc:
             message = exc.message + (f" (request {exc.request_id})" if exc.request_id else "")
+            if exc.retryable:
+                # No definite answer (throttled, 5xx, timeout, reset) after every attempt: the call
+                # may have landed, so the item is not failed; it stays `submitting` and the next run
+                # looks it up at the target before sending anything.
+                await self.store.apply(
+                    job,
+                    self.run_id,
+                    [
+                        Move(
+                            key,
+                            frozenset({State.SUBMITTING}),
+                            State.SUBMITTING,
+                            {"error_code": exc.code, "error_message": message},
+                            detail=f"no definite answer ({exc.code}); reconciled on the next run",
+                        ),
+                    ],
+                )
+                log.warning("submit unanswered", key=key, code=exc.code, request_id=exc.request_id)
+                return
             await self.store.apply(
                 job,
                 self.run_id,

@@ -200,7 +200,9 @@ class Store:
                 raise
 
     async def close(self) -> None:
-        await self._conn.close()
+        """Shielded: a run being cancelled must still let queued commits finish and the file close."""
+        with anyio.CancelScope(shield=True):
+            await self._conn.close()
 
     async def __aenter__(self) -> Self:
         return self
