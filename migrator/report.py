@@ -76,25 +76,24 @@ def to_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False)
 
 
+def _pairs(title: str, name: str, value: str, rows: dict[str, int]) -> Table:
+    table = Table(title=title, min_width=len(title) + 4)
+    table.add_column(name)
+    table.add_column(value, justify="right")
+    for key, n in rows.items():
+        table.add_row(key, str(n))
+    return table
+
+
 def print_table(report: dict[str, Any], console: Console) -> None:
     run = report["run"]
     console.print(
         f"[bold]{report['job']}[/bold]  run {run['id']} ({run['mode']} -> {run['target']}): "
         f"{run['outcome']}, {report['total']} items"
     )
-    counts = Table(title="items by state")
-    counts.add_column("state")
-    counts.add_column("items", justify="right")
-    for state, n in report["counts"].items():
-        counts.add_row(state, str(n))
-    console.print(counts)
+    console.print(_pairs("items by state", "state", "items", report["counts"]))
     if report["warnings_by_rule"]:
-        rules = Table(title="translation warnings by rule")
-        rules.add_column("rule")
-        rules.add_column("count", justify="right")
-        for rule, n in report["warnings_by_rule"].items():
-            rules.add_row(rule, str(n))
-        console.print(rules)
+        console.print(_pairs("translation warnings by rule", "rule", "count", report["warnings_by_rule"]))
     if report["failures"]:
         fails = Table(title="failed and invalid items")
         for col in ("key", "state", "code", "message"):

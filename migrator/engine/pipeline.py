@@ -310,26 +310,11 @@ class Pipeline:
         try:
             result = await self.provider.submit(work.rendered)
         except ProviderError as exc:
+            # Without a definite answer (throttled, 5xx, timeout, reset) after every attempt the
+            # call may have landed: the item is not failed but stays `submitting`, and the next run
+            # looks it up at the target before sending anything.
+            unanswered = exc.retryable
             message = exc.message + (f" (request {exc.request_id})" if exc.request_id else "")
-            if exc.retryable:
-                # No definite answer (throttled, 5xx, timeout, reset) after every attempt: the call
-                # may have landed, so the item is not failed; it stays `submitting` and the next run
-                # looks it up at the target before sending anything.
-                await self.store.apply(
-                    job,
-                    self.run_id,
-                    [
-                        Move(
-                            key,
-                            frozenset({State.SUBMITTING}),
-                            State.SUBMITTING,
-                            {"error_code": exc.code, "error_message": message},
-                            detail=f"no definite answer ({exc.code}); reconciled on the next run",
-                        ),
-                    ],
-                )
-                log.warning("submit unanswered", key=key, code=exc.code, request_id=exc.request_id)
-                return
             await self.store.apply(
                 job,
                 self.run_id,
@@ -337,13 +322,22 @@ class Pipeline:
                     Move(
                         key,
                         frozenset({State.SUBMITTING}),
-                        State.FAILED,
+                        State.SUBMITTING if unanswered else State.FAILED,
                         {"error_code": exc.code, "error_message": message},
+                        detail=f"no definite answer ({exc.code}); reconciled on the next run"
+                        if unanswered
+                        else None,
                     ),
                 ],
             )
-            log.warning("submit failed", key=key, code=exc.code, request_id=exc.request_id)
-            self.observer.settled(State.FAILED)
+            log.warning(
+                "submit unanswered" if unanswered else "submit failed",
+                key=key,
+                code=exc.code,
+                request_id=exc.request_id,
+            )
+            if not unanswered:
+                self.observer.settled(State.FAILED)
             return
         submitted = Move(
             key,
