@@ -336,7 +336,7 @@ def test_sigint_stops_cleanly_with_exit_3_and_the_next_run_finishes(tmp_path: Pa
     config.write_text(
         '[state]\npath = "state.db"\n[providers.dataworks]\nsandbox = true\n'
         "[providers.dataworks.poll]\ninitial = 0.2\nmax = 0.5\n"
-        "[providers.dataworks.sandbox_options]\njob_delay = [1.0, 2.0]\n"
+        "[providers.dataworks.sandbox_options]\njob_delay = [2.0, 3.0]\n"
     )
     state = tmp_path / "state.db"
     proc = subprocess.Popen(
@@ -351,12 +351,13 @@ def test_sigint_stops_cleanly_with_exit_3_and_the_next_run_finishes(tmp_path: Pa
         if state.exists() and _rows(state, "SELECT COUNT(*) FROM items WHERE state = 'polling'")[0][0] >= 10:
             break
         time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 3, err[-2000:]
-    assert "interrupted" in err
-    assert "Traceback" not in err
-    assert _rows(state, "SELECT outcome FROM runs") == [("interrupted",)]
+    assert proc.returncode == 3, err[-3000:]
+    assert "interrupted" in err, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert _rows(state, "SELECT outcome FROM runs") == [("interrupted",)], err[-3000:]
     result = migrator("run", job, "--config", config)
     assert result.returncode == 0, result.stderr[-2000:]
     assert _rows(state, "SELECT COUNT(*) FROM items WHERE state = 'done'") == [(30,)]
