@@ -1,4 +1,4 @@
-"""The run: reconcile, then read -> translate -> submit, with the poller alongside.
+"""The run: reconcile, then read -> translate -> (gate) -> submit, with the poller alongside.
 
 Stages are joined by bounded anyio memory streams, so a slow provider holds back the reader and
 memory stays flat. Every step is a committed transition in the store *before* the next side
@@ -6,12 +6,14 @@ effect: an item is ``submitting`` (durably) before its remote call, and leaves `
 the same transaction that records the remote job id. A run killed at any point therefore resumes
 from the store: ``submitting`` rows are reconciled with the target before anything is sent, and
 ``polling`` rows are polled from their stored job ids by :class:`~migrator.engine.poller.Poller`.
+A workflow that depends on others waits in the :class:`~migrator.engine.gate.Gate` until they
+exist at the target, so upstreams are always created first, whatever the inventory's order.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,11 +23,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from migrator import inventory
 from migrator.config import JobConfig, ProviderConfig
+from migrator.engine.gate import Gate, Parked, Verdict
 from migrator.engine.poller import Poller
 from migrator.errors import ProviderError, TranslationError
 from migrator.inventory import Entry
 from migrator.providers.base import Provider, Rendered
-from migrator.store import TERMINAL, Change, Move, Record, Seen, State, Store
+from migrator.store import TERMINAL, Change, Move, Part, PartMove, Record, Seen, State, Store
 
 log = structlog.get_logger(__name__)
 
@@ -56,9 +59,29 @@ class _Silent:
 @dataclass(frozen=True, slots=True)
 class Work:
     key: str
+    name: str
     rendered: Rendered
     content_hash: str
     attempts: int
+
+
+class PartLog:
+    """An item's parts as the store holds them, written through (intent first) as they change."""
+
+    def __init__(self, store: Store, job: str, run_id: int, key: str, parts: dict[str, Part]) -> None:
+        self._store, self._job, self._run_id, self._key = store, job, run_id, key
+        self._parts = parts
+
+    def get(self, part: str) -> Part | None:
+        return self._parts.get(part)
+
+    async def begin(self, part: str) -> None:
+        await self._store.apply(self._job, self._run_id, [PartMove(self._key, part, State.SUBMITTING)])
+        self._parts[part] = Part(part, State.SUBMITTING, None)
+
+    async def done(self, part: str, target_id: str) -> None:
+        await self._store.apply(self._job, self._run_id, [PartMove(self._key, part, State.DONE, target_id)])
+        self._parts[part] = Part(part, State.DONE, target_id)
 
 
 @dataclass(slots=True)
@@ -88,8 +111,18 @@ class Pipeline:
     store: Store
     observer: Observer = field(default_factory=_Silent)
     clock: Callable[[], float] = time.time
+    source: Callable[[], AsyncIterator[Entry]] | None = None
     run_id: int = 0
+    in_flight: int = 0
     submits_done: anyio.Event = field(default_factory=anyio.Event)
+    translated: anyio.Event = field(default_factory=anyio.Event)
+    gate: Gate = field(init=False)
+    _wake_tx: MemoryObjectSendStream[str] = field(init=False)
+    _wake_rx: MemoryObjectReceiveStream[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = Gate(self.store, self.job.name)
+        self._wake_tx, self._wake_rx = anyio.create_memory_object_stream[str](float("inf"))
 
     async def run(self) -> Outcome:
         self.run_id = await self.store.start_run(self.job.name, self.job.mode, self.job.target.provider)
@@ -106,12 +139,14 @@ class Pipeline:
                 self.observer,
                 self.clock,
                 self.submits_done,
+                self.settled,
             )
             entries_tx, entries_rx = anyio.create_memory_object_stream[Entry](BATCH * 2)
             work_tx, work_rx = anyio.create_memory_object_stream[Work](self.cfg.concurrency * 2)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.read, entries_tx)
-                tg.start_soon(self.translate, entries_rx, work_tx)
+                tg.start_soon(self.translate, entries_rx, work_tx.clone())
+                tg.start_soon(self.release, work_tx)
                 tg.start_soon(self.submit_all, work_rx)
                 tg.start_soon(poller.run)
             counts = await self.store.counts(self.job.name)
@@ -127,7 +162,7 @@ class Pipeline:
     async def reconcile(self) -> None:
         """Settle rows a previous process left in ``submitting`` before anything new is sent."""
         for item in await self.store.in_states(self.job.name, [State.SUBMITTING]):
-            found = await self.provider.reconcile(item.key, item.target_id) if item.target_id else None
+            found = await self.provider.reconcile(item)
             now = self.clock()
             changes: list[Change]
             if found is None:
@@ -178,10 +213,18 @@ class Pipeline:
 
     # --- stages -------------------------------------------------------------------------------
 
+    async def _entries(self) -> AsyncIterator[Entry]:
+        if self.source is not None:
+            async for entry in self.source():
+                yield entry
+            return
+        for entry in inventory.read(self.job.source.paths):
+            yield entry
+
     async def read(self, tx: MemoryObjectSendStream[Entry]) -> None:
         async with tx:
             unreported = 0
-            for entry in inventory.read(self.job.source.paths):
+            async for entry in self._entries():
                 await tx.send(entry)
                 unreported += 1
                 if unreported == BATCH:
@@ -191,27 +234,31 @@ class Pipeline:
             self.observer.read(unreported)
 
     async def translate(self, rx: MemoryObjectReceiveStream[Entry], tx: MemoryObjectSendStream[Work]) -> None:
-        async with rx, tx:
-            batch: list[Entry] = []
-            async for entry in rx:
-                batch.append(entry)
-                if len(batch) >= BATCH or rx.statistics().current_buffer_used == 0:
+        try:
+            async with rx, tx:
+                batch: list[Entry] = []
+                async for entry in rx:
+                    batch.append(entry)
+                    if len(batch) >= BATCH or rx.statistics().current_buffer_used == 0:
+                        await self._translate_batch(batch, tx)
+                        batch = []
+                if batch:
                     await self._translate_batch(batch, tx)
-                    batch = []
-            if batch:
-                await self._translate_batch(batch, tx)
+        finally:
+            self.translated.set()
 
     async def _translate_batch(self, batch: list[Entry], tx: MemoryObjectSendStream[Work]) -> None:
         job = self.job.name
         existing = await self.store.items(job, [e.key for e in batch])
         target = self.job.target.provider
         changes: list[Change] = []
-        work: list[Work] = []
+        ready: list[tuple[Entry, int, str]] = []
         first_seen: dict[str, str] = {}
         for entry in batch:
             row = existing.get(entry.key)
             if entry.key in first_seen or (row is not None and row.seen_run == self.run_id):
                 first = first_seen.get(entry.key, row.origin if row else "?")
+                message = f"{entry.origin}: key {entry.key!r} already read at {first}"
                 changes.append(
                     Record(
                         entry.origin,
@@ -220,7 +267,7 @@ class Pipeline:
                         target,
                         State.INVALID,
                         error_code="DuplicateKey",
-                        error_message=f"{entry.origin}: key {entry.key!r} already read at {first}",
+                        error_message=message,
                     )
                 )
                 self.observer.settled(State.INVALID)
@@ -246,39 +293,156 @@ class Pipeline:
                 self.observer.settled(State.INVALID)
                 continue
             digest = entry.workflow.content_hash()
-            try:
-                rendered = self.provider.render(entry.workflow, self.job.target)
-            except TranslationError as exc:
-                changes.append(
+            changes.append(Record(entry.key, entry.name, entry.origin, target, State.PENDING, digest))
+            ready.append((entry, row.attempts if row else 0, digest))
+        await self.store.apply(job, self.run_id, changes)
+        for entry, attempts, _digest in ready:
+            await self._admit(entry, attempts, tx)
+        # Workflows parked on a reference that this batch has just recorded may now resolve.
+        for parked in self.gate.waiting_on([*(e.key for e in batch), *(e.name for e in batch)]):
+            self._wake_tx.send_nowait(parked.entry.key)
+
+    async def _admit(self, entry: Entry, attempts: int, tx: MemoryObjectSendStream[Work]) -> None:
+        """Render and send now, park until the upstreams exist, or fail behind a broken upstream."""
+        assert entry.workflow is not None
+        verdict = await self.gate.judge(entry.workflow) if entry.workflow.upstream else Verdict({})
+        if verdict.blocked:
+            await self._fail_pending(entry.key, entry.name, "UpstreamFailed", verdict.blocked)
+        elif verdict.waits_on:
+            self.gate.park(entry, attempts, verdict.waits_on)
+        else:
+            await self._render_and_send(entry, attempts, verdict.targets, tx)
+
+    async def _render_and_send(
+        self, entry: Entry, attempts: int, targets: dict[str, str], tx: MemoryObjectSendStream[Work]
+    ) -> None:
+        workflow = entry.workflow
+        assert workflow is not None
+        key, name = entry.key, entry.name
+        digest = workflow.content_hash()
+        try:
+            rendered = self.provider.render(workflow, self.job.target, targets)
+        except TranslationError as exc:
+            await self.store.apply(
+                self.job.name,
+                self.run_id,
+                [
                     Record(
-                        entry.key,
-                        entry.name,
+                        key,
+                        name,
                         entry.origin,
-                        target,
+                        self.job.target.provider,
                         State.INVALID,
                         digest,
                         error_code="Untranslatable",
                         error_message=str(exc),
                     )
-                )
-                self.observer.settled(State.INVALID)
-                continue
-            changes.append(
+                ],
+            )
+            self.observer.settled(State.INVALID)
+            await self.settled(key, name, State.INVALID)
+            return
+        await self.store.apply(
+            self.job.name,
+            self.run_id,
+            [
                 Record(
-                    entry.key,
-                    entry.name,
+                    key,
+                    name,
                     entry.origin,
-                    target,
+                    self.job.target.provider,
                     State.RENDERED,
                     digest,
                     rendered.target_id,
                     rendered.warnings,
                 )
+            ],
+        )
+        self.in_flight += 1
+        await tx.send(Work(key, name, rendered, digest, attempts))
+
+    async def _fail_pending(self, key: str, name: str, code: str, message: str) -> None:
+        await self.store.apply(
+            self.job.name,
+            self.run_id,
+            [
+                Move(
+                    key,
+                    frozenset({State.PENDING}),
+                    State.FAILED,
+                    {"error_code": code, "error_message": message},
+                )
+            ],
+        )
+        self.observer.settled(State.FAILED)
+        await self.settled(key, name, State.FAILED)
+
+    async def settled(self, key: str, name: str, state: State) -> None:
+        """An item reached a final state this run: wake the workflows parked on it."""
+        for parked in self.gate.waiting_on([key, name]):
+            self._wake_tx.send_nowait(parked.entry.key)
+
+    async def release(self, tx: MemoryObjectSendStream[Work]) -> None:
+        """Feed parked workflows to the submit stage as their upstreams settle; end at quiescence."""
+        async with tx, self._wake_rx:
+            while True:
+                woken: str | None = None
+                with anyio.move_on_after(0.1):
+                    woken = await self._wake_rx.receive()
+                if woken is not None:
+                    await self._recheck(woken, tx)
+                    continue
+                if not self.translated.is_set():
+                    continue
+                if not self.gate.parked:
+                    return
+                if self.in_flight or await self.store.next_poll_at(self.job.name) is not None:
+                    continue
+                if not await self._resolve_stalemate(tx):
+                    return  # what is left waits on upstreams that did not settle: the next run
+
+    async def _recheck(self, key: str, tx: MemoryObjectSendStream[Work]) -> None:
+        parked = self.gate.get(key)
+        if parked is None:
+            return
+        verdict = await self.gate.judge(parked.workflow)
+        if verdict.blocked:
+            self.gate.unpark(key)
+            await self._fail_pending(key, parked.entry.name, "UpstreamFailed", verdict.blocked)
+        elif verdict.waits_on:
+            parked.waits_on = set(verdict.waits_on)
+        else:
+            self.gate.unpark(key)
+            await self._render_and_send(parked.entry, parked.attempts, verdict.targets, tx)
+
+    async def _resolve_stalemate(self, tx: MemoryObjectSendStream[Work]) -> bool:
+        """Nothing is in flight: release external references, fail cycles. False if nothing moved."""
+        outside, cyclic = await self.gate.stalemate()
+        for parked, cycle in cyclic:
+            self.gate.unpark(parked.entry.key)
+            message = "cross-workflow dependency cycle: " + " -> ".join(cycle)
+            await self.store.apply(
+                self.job.name,
+                self.run_id,
+                [
+                    Move(
+                        parked.entry.key,
+                        frozenset({State.PENDING}),
+                        State.INVALID,
+                        {"error_code": "DependencyCycle", "error_message": message},
+                    )
+                ],
             )
-            work.append(Work(entry.key, rendered, digest, row.attempts if row else 0))
-        await self.store.apply(job, self.run_id, changes)
-        for item in work:
-            await tx.send(item)
+            self.observer.settled(State.INVALID)
+        for parked in outside:
+            self.gate.unpark(parked.entry.key)
+            await self._recheck_released(parked, tx)
+        return bool(outside or cyclic)
+
+    async def _recheck_released(self, parked: Parked, tx: MemoryObjectSendStream[Work]) -> None:
+        """Released with external references: render with whatever does resolve, warnings for the rest."""
+        verdict = await self.gate.judge(parked.workflow)
+        await self._render_and_send(parked.entry, parked.attempts, verdict.targets, tx)
 
     async def submit_all(self, rx: MemoryObjectReceiveStream[Work]) -> None:
         try:
@@ -291,7 +455,10 @@ class Pipeline:
     async def _submit_worker(self, rx: MemoryObjectReceiveStream[Work]) -> None:
         async with rx:
             async for work in rx:
-                await self.submit(work)
+                try:
+                    await self.submit(work)
+                finally:
+                    self.in_flight -= 1
 
     async def submit(self, work: Work) -> None:
         job, key = self.job.name, work.key
@@ -304,11 +471,12 @@ class Pipeline:
                     frozenset({State.RENDERED}),
                     State.SUBMITTING,
                     {"attempts": work.attempts + 1, "target_id": work.rendered.target_id},
-                ),
+                )
             ],
         )
+        parts = PartLog(self.store, job, self.run_id, key, await self.store.parts(job, key))
         try:
-            result = await self.provider.submit(work.rendered)
+            result = await self.provider.submit(work.rendered, parts)
         except ProviderError as exc:
             # Without a definite answer (throttled, 5xx, timeout, reset) after every attempt the
             # call may have landed: the item is not failed but stays `submitting`, and the next run
@@ -327,7 +495,7 @@ class Pipeline:
                         detail=f"no definite answer ({exc.code}); reconciled on the next run"
                         if unanswered
                         else None,
-                    ),
+                    )
                 ],
             )
             log.warning(
@@ -338,6 +506,7 @@ class Pipeline:
             )
             if not unanswered:
                 self.observer.settled(State.FAILED)
+                await self.settled(key, work.name, State.FAILED)
             return
         submitted = Move(
             key,
@@ -358,4 +527,5 @@ class Pipeline:
                 job, self.run_id, [submitted, Move(key, frozenset({State.SUBMITTED}), State.DONE)]
             )
             self.observer.settled(State.DONE)
+            await self.settled(key, work.name, State.DONE)
         log.debug("submitted", key=key, target_id=result.target_id, remote_job_id=result.remote_job_id)

@@ -8,7 +8,7 @@ resumes polling exactly where the last one stopped, with the job ids it stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,7 @@ class Poller:
     observer: Observer
     clock: Callable[[], float]
     submits_done: anyio.Event
+    on_settled: Callable[[str, str, State], Awaitable[None]]
 
     async def run(self) -> None:
         """Until the submit stage has finished and no row is left in ``polling``."""
@@ -59,7 +60,7 @@ class Poller:
     async def poll(self, item: Item) -> None:
         assert item.remote_job_id is not None
         now = self.clock()
-        key, polls = item.key, item.polls + 1
+        polls = item.polls + 1
         try:
             result = await self.provider.poll(item.remote_job_id)
         except ProviderError as exc:
@@ -67,14 +68,14 @@ class Poller:
                 await self._again(item, polls, now, f"{exc.code}: {exc.message}")
                 return
             await self._finish(
-                key, State.FAILED, polls, exc.code, f"polling job {item.remote_job_id}: {exc.message}"
+                item, State.FAILED, polls, exc.code, f"polling job {item.remote_job_id}: {exc.message}"
             )
             return
         if result.status is JobStatus.SUCCESS:
-            await self._finish(key, State.DONE, polls)
+            await self._finish(item, State.DONE, polls)
         elif result.status is JobStatus.FAILED:
             await self._finish(
-                key,
+                item,
                 State.FAILED,
                 polls,
                 "AsyncJobFailed",
@@ -82,7 +83,7 @@ class Poller:
             )
         elif item.deadline_at is not None and now >= item.deadline_at:
             await self._finish(
-                key,
+                item,
                 State.FAILED,
                 polls,
                 "AsyncJobTimeout",
@@ -108,8 +109,9 @@ class Poller:
         )
 
     async def _finish(
-        self, key: str, state: State, polls: int, code: str | None = None, message: str | None = None
+        self, item: Item, state: State, polls: int, code: str | None = None, message: str | None = None
     ) -> None:
+        key = item.key
         await self.store.apply(
             self.job,
             self.run_id,
@@ -125,3 +127,4 @@ class Poller:
         if state is State.FAILED:
             log.warning("async job failed", key=key, code=code, reason=message)
         self.observer.settled(state)
+        await self.on_settled(key, item.name, state)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,17 +15,19 @@ if TYPE_CHECKING:
     from migrator.engine.flow import Flow
     from migrator.model import Workflow
     from migrator.sandbox.base import SandboxSettings
+    from migrator.store import Item, Part
 
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """A workflow turned into the target's request(s), kept in memory only.
 
-    ``target_id`` is derived deterministically from the item key, so a re-run addresses the same
-    remote object; ``warnings`` say what the translation changed.
+    ``target_id`` is derived deterministically from the item key where the target lets the
+    client choose ids (DataWorks), so a re-run addresses the same remote object; it is None where
+    the target assigns them (EMR). ``warnings`` say what the translation changed.
     """
 
-    target_id: str
+    target_id: str | None
     payload: Any
     warnings: tuple[str, ...] = ()
 
@@ -59,22 +61,39 @@ class Found:
     remote_job_id: str | None = None
 
 
+class Parts(Protocol):
+    """The checkpointed parts of one item (an EMR flow's jobs): intent first, then the remote id.
+
+    A provider calls :meth:`begin` (committed) before each remote create and :meth:`done` after,
+    so a resumed submit skips what exists and looks up what was left mid-call.
+    """
+
+    def get(self, part: str) -> Part | None: ...
+
+    async def begin(self, part: str) -> None: ...
+
+    async def done(self, part: str, target_id: str) -> None: ...
+
+
 class Provider(Protocol):
     """A live connection to one target account."""
 
     kind: str
     flow: Flow
 
-    def render(self, workflow: Workflow, target: TargetConfig) -> Rendered:
-        """Translate; raise :class:`~migrator.errors.TranslationError` for what cannot be expressed."""
+    def render(self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, str]) -> Rendered:
+        """Translate; ``upstream`` maps each resolvable ``workflow.upstream`` reference to that
+        workflow's target id. Raise :class:`~migrator.errors.TranslationError` for what cannot be
+        expressed."""
         ...
 
-    async def submit(self, rendered: Rendered) -> Submitted: ...
+    async def submit(self, rendered: Rendered, parts: Parts) -> Submitted: ...
 
     async def poll(self, remote_job_id: str) -> Polled: ...
 
-    async def reconcile(self, key: str, target_id: str) -> Found | None:
-        """Look an item up at the target after a crash left it in ``submitting``; None if absent."""
+    async def reconcile(self, item: Item) -> Found | None:
+        """Look an item up at the target after a crash left it in ``submitting``; None if absent
+        (and then submitting it again must be safe)."""
         ...
 
 

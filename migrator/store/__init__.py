@@ -1,6 +1,18 @@
 """The SQLite checkpoint store: schema, transitions, and the queries reports read."""
 
 from migrator.store.schema import TERMINAL, State
-from migrator.store.store import Change, Item, Move, Record, Run, Seen, Store
+from migrator.store.store import Change, Item, Move, Part, PartMove, Record, Run, Seen, Store
 
-__all__ = ["TERMINAL", "Change", "Item", "Move", "Record", "Run", "Seen", "State", "Store"]
+__all__ = [
+    "TERMINAL",
+    "Change",
+    "Item",
+    "Move",
+    "Part",
+    "PartMove",
+    "Record",
+    "Run",
+    "Seen",
+    "State",
+    "Store",
+]

@@ -65,6 +65,7 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX items_by_state ON items(job, state);
     CREATE INDEX items_due ON items(job, next_poll_at) WHERE state = 'polling';
+    CREATE INDEX items_by_name ON items(job, name);
     CREATE TABLE parts (
         job        TEXT NOT NULL,
         key        TEXT NOT NULL,
@@ -83,7 +84,8 @@ MIGRATIONS: tuple[str, ...] = (
         to_state    TEXT NOT NULL,
         at          REAL NOT NULL,
         code        TEXT,
-        detail      TEXT
+        detail      TEXT,
+        part        TEXT
     );
     CREATE INDEX events_by_item ON events(job, key);
     CREATE TRIGGER events_no_update BEFORE UPDATE ON events

@@ -120,7 +120,24 @@ class Seen:
     key: str
 
 
-Change = Record | Move | Seen
+@dataclass(frozen=True, slots=True)
+class PartMove:
+    """One part of a multi-part item (an EMR job of a flow): intent first, then its remote id."""
+
+    key: str
+    part: str
+    to: State
+    target_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    part: str
+    state: State
+    target_id: str | None
+
+
+Change = Record | Move | Seen | PartMove
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +280,26 @@ class Store:
     async def item(self, job: str, key: str) -> Item | None:
         return (await self.items(job, [key])).get(key)
 
+    async def by_name(self, job: str, names: Iterable[str]) -> dict[str, list[Item]]:
+        """Items by workflow name (a name may be shared), for resolving references by name."""
+        found: dict[str, list[Item]] = {}
+        wanted = list(names)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._fetchall(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND name IN ({marks})", (job, *chunk)
+            )
+            for row in rows:
+                found.setdefault(row[2], []).append(Item.from_row(row))
+        return found
+
+    async def parts(self, job: str, key: str) -> dict[str, Part]:
+        rows = await self._fetchall(
+            "SELECT part, state, target_id FROM parts WHERE job = ? AND key = ?", (job, key)
+        )
+        return {r[0]: Part(r[0], State(r[1]), r[2]) for r in rows}
+
     async def in_states(self, job: str, states: Iterable[State], limit: int = -1) -> list[Item]:
         wanted = [s.value for s in states]
         marks = ",".join("?" * len(wanted))
@@ -351,6 +388,9 @@ class Store:
 
     async def _apply_one(self, job: str, run_id: int | None, change: Change) -> None:
         now = self._clock()
+        if isinstance(change, PartMove):
+            await self._part(job, run_id, change, now)
+            return
         if isinstance(change, Seen):
             await self._conn.execute(
                 "UPDATE items SET seen_run = ? WHERE job = ? AND key = ?", (run_id, job, change.key)
@@ -426,6 +466,28 @@ class Store:
                 run_id, job, rec.key, previous, rec.state.value, now, rec.error_code, rec.error_message
             )
 
+    async def _part(self, job: str, run_id: int | None, change: PartMove, now: float) -> None:
+        row = await self._fetchone(
+            "SELECT state FROM parts WHERE job = ? AND key = ? AND part = ?", (job, change.key, change.part)
+        )
+        await self._conn.execute(
+            "INSERT INTO parts (job, key, part, state, target_id, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (job, key, part) DO UPDATE SET state = excluded.state, "
+            "target_id = COALESCE(excluded.target_id, parts.target_id), updated_at = excluded.updated_at",
+            (job, change.key, change.part, change.to.value, change.target_id, now),
+        )
+        await self._event(
+            run_id,
+            job,
+            change.key,
+            row[0] if row else None,
+            change.to.value,
+            now,
+            None,
+            change.target_id,
+            part=change.part,
+        )
+
     async def _event(
         self,
         run_id: int | None,
@@ -436,11 +498,13 @@ class Store:
         at: float,
         code: str | None,
         detail: str | None,
+        *,
+        part: str | None = None,
     ) -> None:
         await self._conn.execute(
-            "INSERT INTO events (run_id, job, key, from_state, to_state, at, code, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, job, key, frm, to, at, code, detail),
+            "INSERT INTO events (run_id, job, key, from_state, to_state, at, code, detail, part) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, job, key, frm, to, at, code, detail, part),
         )
 
     # --- plumbing ----------------------------------------------------------------------------

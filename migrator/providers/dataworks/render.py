@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -74,8 +75,9 @@ def _cron(wf: Workflow) -> str:
 
 
 class _Renderer:
-    def __init__(self, wf: Workflow, folder: str) -> None:
+    def __init__(self, wf: Workflow, folder: str, upstream: Mapping[str, str]) -> None:
         self.wf = wf
+        self.upstream = upstream
         self.key = wf.key
         self.warnings: list[str] = []
         root = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
@@ -214,27 +216,32 @@ class _Renderer:
         wid = workflow_id(self.key)
         trigger = self.trigger()
         nodes = [self.node(t, trigger) for t in wf.tasks]
-        dependencies = [
-            {
-                "nodeId": node_id(self.key, t.name),
-                "depends": [
-                    {"type": "Normal", "output": node_id(self.key, up), "refTableName": up}
-                    for up in wf.upstream_of(t.name)
-                ],
-            }
-            for t in wf.tasks
-            if wf.upstream_of(t.name)
+        # Inside the workflow a dependency names the upstream node's output; on another workflow,
+        # the entry nodes depend on that workflow's output (its id), as MigrationX wires EMR parents.
+        outside = [
+            {"type": "Normal", "output": self.upstream[ref], "refTableName": ref}
+            for ref in wf.upstream
+            if ref in self.upstream
         ]
+        dependencies = []
+        for t in wf.tasks:
+            inside = [
+                {"type": "Normal", "output": node_id(self.key, up), "refTableName": up}
+                for up in wf.upstream_of(t.name)
+            ]
+            depends = inside or outside
+            if depends:
+                dependencies.append({"nodeId": node_id(self.key, t.name), "depends": depends})
         if len(wf.owners) > 1:
             self.warn(
                 "owners",
                 f"DataWorks has one owner per object; {wf.owners[0]!r} kept, {list(wf.owners[1:])} dropped",
             )
-        if wf.upstream:
+        missing = [ref for ref in wf.upstream if ref not in self.upstream]
+        if missing:
             self.warn(
                 "upstream-workflows",
-                f"dependencies on other workflows {list(wf.upstream)} are not "
-                "carried yet; wire them at the target",
+                f"dependencies on {missing} not carried: not found in this job or its state database",
             )
         if wf.alerts.on_failure or wf.alerts.on_success or wf.alerts.on_task_failure:
             self.warn(
@@ -275,8 +282,10 @@ class _Renderer:
         }
 
 
-def render(wf: Workflow, folder: str = "") -> tuple[str, dict[str, Any], tuple[str, ...]]:
-    """Return ``(workflow id, FlowSpec, warnings)`` for one workflow."""
-    renderer = _Renderer(wf, folder)
+def render(
+    wf: Workflow, folder: str = "", upstream: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, Any], tuple[str, ...]]:
+    """Return ``(workflow id, FlowSpec, warnings)``; ``upstream`` maps references to workflow ids."""
+    renderer = _Renderer(wf, folder, upstream or {})
     spec = renderer.spec()
     return workflow_id(wf.key), spec, tuple(renderer.warnings)

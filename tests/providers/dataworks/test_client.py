@@ -17,8 +17,51 @@ from migrator.config import ProviderConfig
 from migrator.errors import ProviderError
 from migrator.providers.base import JobStatus, Rendered
 from migrator.providers.dataworks.client import DataWorks
+from migrator.store import Item, Part, State
 
 ANY = re.compile(r"^http://dw\.test/.*$")
+
+
+class _NoParts:
+    """DataWorks imports are single calls: it never touches parts."""
+
+    def get(self, part: str) -> Part | None:
+        raise AssertionError(part)
+
+    async def begin(self, part: str) -> None:
+        raise AssertionError(part)
+
+    async def done(self, part: str, target_id: str) -> None:
+        raise AssertionError(part)
+
+
+NO_PARTS = _NoParts()
+
+
+def item(target_id: str) -> Item:
+    return Item(
+        "j",
+        "k",
+        "n",
+        "o",
+        "dw",
+        None,
+        None,
+        State.SUBMITTING,
+        1,
+        target_id,
+        None,
+        None,
+        None,
+        0,
+        None,
+        None,
+        (),
+        None,
+        0.0,
+        0.0,
+        None,
+    )
 
 
 def config(**kw: Any) -> ProviderConfig:
@@ -65,7 +108,7 @@ async def test_import_is_a_v3_signed_form_post(session: aiohttp.ClientSession) -
                 "AsyncJob": {"Id": "J1", "Status": "Running", "Completed": False, "Response": "42"},
             },
         )
-        result = await dw.submit(Rendered("42", '{"spec": "a b"}'))
+        result = await dw.submit(Rendered("42", '{"spec": "a b"}'), NO_PARTS)
         method, url, calls = only_call(mocked)
     assert (result.target_id, result.remote_job_id) == ("42", "J1")
     kwargs = calls[0].kwargs
@@ -92,7 +135,7 @@ async def test_v1_signs_query_and_form_together(session: aiohttp.ClientSession) 
     dw, _ = provider(session, signature="v1")
     with aioresponses() as mocked:
         mocked.post(ANY, payload={"AsyncJob": {"Id": "J1"}})
-        await dw.submit(Rendered("42", "{}"))
+        await dw.submit(Rendered("42", "{}"), NO_PARTS)
         _, url, calls = only_call(mocked)
     query = parse_qsl(urlsplit(url).query)
     form = parse_qsl(calls[0].kwargs["data"].decode())
@@ -118,7 +161,7 @@ async def test_throttling_is_retried_after_the_servers_delay(session: aiohttp.Cl
             ANY, status=503, payload={"Code": "ServiceUnavailable", "Message": "later", "RequestId": "r2"}
         )
         mocked.post(ANY, payload={"AsyncJob": {"Id": "J9"}})
-        result = await dw.submit(Rendered("42", "{}"))
+        result = await dw.submit(Rendered("42", "{}"), NO_PARTS)
     assert result.remote_job_id == "J9"
     assert len(slept) == 2
     assert slept[0] >= 1.5
@@ -142,7 +185,7 @@ async def test_terminal_errors_are_not_retried_and_carry_code_and_request_id(
             },
         )
         with pytest.raises(ProviderError) as err:
-            await dw.submit(Rendered("42", "{}"))
+            await dw.submit(Rendered("42", "{}"), NO_PARTS)
     assert (err.value.code, err.value.request_id, err.value.status, err.value.retryable) == (
         "InvalidParameter",
         "r7",
@@ -158,7 +201,7 @@ async def test_retries_stop_at_max_attempts(session: aiohttp.ClientSession) -> N
         for _ in range(3):
             mocked.post(ANY, exception=aiohttp.ClientConnectionError("reset"))
         with pytest.raises(ProviderError) as err:
-            await dw.submit(Rendered("42", "{}"))
+            await dw.submit(Rendered("42", "{}"), NO_PARTS)
     assert err.value.code == "Transport"
     assert len(slept) == 2
 
@@ -194,7 +237,7 @@ async def test_reconcile_treats_not_found_as_absent(session: aiohttp.ClientSessi
     with aioresponses() as mocked:
         mocked.get(ANY, status=404, payload={"Code": "WorkflowDefinition.NotFound", "Message": "no"})
         mocked.get(ANY, payload={"WorkflowDefinition": {"Id": "42"}})
-        assert await dw.reconcile("k", "42") is None
-        found = await dw.reconcile("k", "42")
+        assert await dw.reconcile(item("42")) is None
+        found = await dw.reconcile(item("42"))
     assert found is not None
     assert found.target_id == "42"

@@ -1,0 +1,133 @@
+"""Holds a workflow back until the workflows it depends on exist at the target.
+
+A downstream workflow names its upstreams (by item key or by workflow name); its request can
+only be rendered once every upstream has a target id (EMR ``ParentFlowList``) and exists at the
+target (a DataWorks dependency must resolve to an existing output). The inventory need not be in
+topological order: a workflow whose upstream is not ready is *parked* in memory, and released
+when that upstream settles. Only parked workflows are kept in memory.
+
+What can never be released is decided once nothing else is in flight: a reference to a workflow
+that is in neither the inventory nor the store is external (the workflow goes ahead, with a
+warning that the dependency is not carried); parked workflows that wait on each other form a
+cycle (invalid, with the cycle named); an upstream that failed fails its dependants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from migrator.inventory import Entry
+from migrator.model import Workflow
+from migrator.store import Item, State, Store
+from migrator.translate.dag import find_cycle
+
+READY = frozenset({State.DONE, State.SKIPPED})
+BROKEN = frozenset({State.FAILED, State.INVALID})
+
+
+@dataclass(slots=True)
+class Parked:
+    """A workflow waiting for its upstreams; ``waits_on`` holds references not yet ready."""
+
+    entry: Entry
+    attempts: int
+    waits_on: set[str] = field(default_factory=set)
+
+    @property
+    def workflow(self) -> Workflow:
+        assert self.entry.workflow is not None
+        return self.entry.workflow
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Ready (``targets`` maps each resolvable reference to its target id), waiting, or blocked."""
+
+    targets: dict[str, str]
+    waits_on: frozenset[str] = frozenset()
+    blocked: str | None = None
+    external: tuple[str, ...] = ()
+
+
+class Gate:
+    def __init__(self, store: Store, job: str) -> None:
+        self._store = store
+        self._job = job
+        self._parked: dict[str, Parked] = {}  # by the parked item's own key
+        self._external: set[str] = set()  # references decided to be outside this job
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    async def _lookup(self, refs: Iterable[str]) -> dict[str, Item | None]:
+        """Each reference resolved by item key first, then by a unique workflow name."""
+        wanted = list(refs)
+        by_key = await self._store.items(self._job, wanted)
+        missing = [r for r in wanted if r not in by_key]
+        by_name = await self._store.by_name(self._job, missing) if missing else {}
+        found: dict[str, Item | None] = {}
+        for ref in wanted:
+            named = by_name.get(ref, [])
+            found[ref] = by_key.get(ref) or (named[0] if len(named) == 1 else None)
+        return found
+
+    async def judge(self, workflow: Workflow) -> Verdict:
+        targets: dict[str, str] = {}
+        waits: set[str] = set()
+        external: list[str] = []
+        for ref, item in (await self._lookup(workflow.upstream)).items():
+            if item is None:
+                if ref in self._external:
+                    external.append(ref)
+                else:
+                    waits.add(ref)
+            elif item.state in BROKEN:
+                return Verdict({}, blocked=f"upstream workflow {ref!r} is {item.state.value}")
+            elif item.state in READY and item.target_id:
+                targets[ref] = item.target_id
+            else:
+                waits.add(ref)
+        return Verdict(targets, frozenset(waits), external=tuple(external))
+
+    def park(self, entry: Entry, attempts: int, waits_on: Iterable[str]) -> None:
+        self._parked[entry.key] = Parked(entry, attempts, set(waits_on))
+
+    def waiting_on(self, refs: Iterable[str]) -> list[Parked]:
+        """Parked workflows that wait on any of ``refs`` (keys or names that just changed)."""
+        changed = set(refs)
+        return [p for p in self._parked.values() if p.waits_on & changed]
+
+    def get(self, key: str) -> Parked | None:
+        return self._parked.get(key)
+
+    def unpark(self, key: str) -> Parked:
+        return self._parked.pop(key)
+
+    async def stalemate(self) -> tuple[list[Parked], list[tuple[Parked, list[str]]]]:
+        """Nothing is in flight any more: decide what is left.
+
+        Returns the parked workflows whose remaining references point outside the job (released
+        with a warning), and those that wait on a cycle of parked workflows, with that cycle.
+        Workflows waiting on an upstream that exists but is unsettled (say, left ``submitting``
+        by a provider that stopped answering) stay parked for the next run.
+        """
+        names = {p.workflow.name: k for k, p in self._parked.items()}
+
+        def parked_key(ref: str) -> str | None:
+            return ref if ref in self._parked else names.get(ref)
+
+        edges = [(k, up) for k, p in self._parked.items() for ref in p.waits_on if (up := parked_key(ref))]
+        outside: list[Parked] = []
+        cyclic: list[tuple[Parked, list[str]]] = []
+        for key, parked in list(self._parked.items()):
+            if any(parked_key(ref) for ref in parked.waits_on):
+                others = [k for k in self._parked if k != key]
+                cyclic.append((parked, find_cycle([key, *others], edges)))
+                continue
+            found = await self._lookup(parked.waits_on)
+            if all(item is None for item in found.values()):
+                self._external.update(parked.waits_on)
+                outside.append(parked)
+        return outside, cyclic

@@ -1,0 +1,138 @@
+"""Cross-workflow dependencies: upstreams reach the target first, whatever the inventory order."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from migrator.config import JobConfig, PollPolicy, ProviderConfig, SourceConfig, TargetConfig
+from migrator.engine.pipeline import Outcome, Pipeline
+from migrator.engine.target import open_provider
+from migrator.providers.dataworks.render import node_id, workflow_id
+from migrator.sandbox.base import SandboxSettings
+from migrator.sandbox.server import SandboxHandle, running
+from migrator.store import State, Store
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[SandboxHandle]:
+    async with running(
+        "dataworks", SandboxSettings(data_path=tmp_path / "sb.db", job_delay=(0.05, 0.15))
+    ) as h:
+        yield h
+
+
+def wf(name: str, upstream: tuple[str, ...] = (), tasks: tuple[str, ...] = ("a", "b")) -> dict[str, Any]:
+    return {
+        "name": name,
+        "source": {"system": "t", "id": name},
+        "upstream": list(upstream),
+        "tasks": [{"name": t} for t in tasks],
+        "edges": [{"upstream": x, "downstream": y} for x, y in itertools.pairwise(tasks)],
+    }
+
+
+async def migrate(tmp_path: Path, handle: SandboxHandle, records: list[dict[str, Any]]) -> Outcome:
+    inv = tmp_path / "inv.jsonl"
+    inv.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = ProviderConfig(
+        name="dw",
+        kind="dataworks",
+        endpoint=handle.endpoint,
+        project_id="10001",
+        access_key_id=SecretStr(handle.credentials["access_key_id"]),
+        access_key_secret=SecretStr(handle.credentials["access_key_secret"]),
+        concurrency=4,
+        poll=PollPolicy(initial=0.05, factor=1.5, max=0.2, deadline=30),
+    )
+    job = JobConfig(
+        name="deps",
+        source=SourceConfig(paths=(inv,)),
+        target=TargetConfig(provider="dw"),
+        path=Path("deps.toml"),
+    )
+    state = tmp_path / "state.db"
+    async with await Store.open(state) as store, open_provider(cfg, state) as (provider, effective):
+        return await Pipeline(job, effective, provider, store).run()
+
+
+async def specs(handle: SandboxHandle) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s, s.get(f"{handle.endpoint}/_sandbox/objects") as resp:
+        return {
+            d["name"]: d["spec"]["spec"]["workflows"][0] for d in (await resp.json())["workflow_definitions"]
+        }
+
+
+async def items(tmp_path: Path) -> dict[str, Any]:
+    async with await Store.open(tmp_path / "state.db") as store:
+        return {i.key: i for i in await store.in_states("deps", list(State))}
+
+
+async def test_downstream_listed_first_still_lands_after_its_upstreams(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    # ads depends on dws (by key) and on ods (by name); listed in reverse order
+    records = [
+        wf(
+            "ads",
+            (
+                "t:dws",
+                "ods",
+            ),
+        ),
+        wf("dws", ("t:dwd",)),
+        wf("dwd", ("ods",)),
+        wf("ods"),
+    ]
+    outcome = await migrate(tmp_path, sandbox, records)
+    assert outcome.exit_code == 0, outcome.counts
+    stored = await specs(sandbox)
+    deps = {d["nodeId"]: {x["output"] for x in d["depends"]} for d in stored["ads"]["dependencies"]}
+    entry = node_id("t:ads", "a")
+    assert deps[entry] == {workflow_id("t:dws"), workflow_id("t:ods")}
+    assert deps[node_id("t:ads", "b")] == {node_id("t:ads", "a")}, "inner edges stay inner"
+    async with await Store.open(tmp_path / "state.db") as store:
+        done_order = [e[2] for e in await store.events("deps") if e[4] == "done"]
+    assert (
+        done_order.index("t:ods")
+        < done_order.index("t:dwd")
+        < done_order.index("t:dws")
+        < done_order.index("t:ads")
+    )
+
+
+async def test_cycles_external_references_and_broken_upstreams(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    records = [
+        wf("x", ("t:y",)),
+        wf("y", ("t:z",)),
+        wf("z", ("t:x",)),
+        wf("after_cycle", ("t:x",)),
+        wf("outside", ("t:not_in_this_job",)),
+        {"name": "broken", "source": {"system": "t", "id": "broken"}, "tasks": []},
+        wf("behind_broken", ("t:broken",)),
+    ]
+    outcome = await migrate(tmp_path, sandbox, records)
+    found = await items(tmp_path)
+    assert outcome.exit_code == 1
+    for key in ("t:x", "t:y", "t:z", "t:after_cycle"):
+        assert (found[key].state, found[key].error_code) == (State.INVALID, "DependencyCycle"), key
+    assert "t:x -> t:y -> t:z -> t:x" in (found["t:x"].error_message or "")
+    assert found["t:outside"].state is State.DONE
+    assert any(
+        "'t:not_in_this_job'" in w and w.startswith("upstream-workflows") for w in found["t:outside"].warnings
+    )
+    assert found["t:broken"].state is State.INVALID
+    assert (found["t:behind_broken"].state, found["t:behind_broken"].error_code) == (
+        State.FAILED,
+        "UpstreamFailed",
+    )
+    assert set(await specs(sandbox)) == {"outside"}
