@@ -7,6 +7,7 @@ locked, corrupt or unwritable state database); 3 interrupted, or a provider stop
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import time
@@ -29,8 +30,9 @@ from rich.progress import (
 
 from migrator import log as logsetup
 from migrator import report as reports
-from migrator.config import Config, JobConfig, load_config, load_job
+from migrator.config import Config, JobConfig, SourceConfig, load_config, load_job
 from migrator.engine.pipeline import Outcome, Pipeline
+from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
 from migrator.errors import ConfigError, MigratorError, ProviderError, StoreLockedError
 from migrator.model import inventory_schema
@@ -194,7 +196,11 @@ def run(
 
 async def _run_job(job: JobConfig, config: Config, state: Path, console: Console, quiet: bool) -> Outcome:
     cfg = config.provider(job.target.provider)
-    async with await Store.open(state) as store, open_provider(cfg, state) as (provider, effective):
+    async with (
+        await Store.open(state) as store,
+        open_source(job.source, config, state) as source,
+        open_provider(cfg, state) as (provider, effective),
+    ):
         counts = await store.counts(job.name)
         if console.is_terminal and not quiet:
             columns = (
@@ -206,8 +212,8 @@ async def _run_job(job: JobConfig, config: Config, state: Path, console: Console
             )
             with Progress(*columns, console=console, transient=False) as progress:
                 observer: Any = _RichObserver(progress, counts)
-                return await Pipeline(job, effective, provider, store, observer).run()
-        return await Pipeline(job, effective, provider, store, _LogObserver()).run()
+                return await Pipeline(job, effective, provider, store, source, observer).run()
+        return await Pipeline(job, effective, provider, store, source, _LogObserver()).run()
 
 
 def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
@@ -337,6 +343,57 @@ def sandbox(port: int | None, data: Path | None, job_delay: str, latency: float)
         _run_async(lambda: serve(port, data, settings=settings))
     except KeyboardInterrupt:
         sys.exit(EXIT_OK)
+
+
+@main.command()
+@click.argument("provider")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="inventory file to write (JSON Lines, one canonical workflow per line)",
+)
+@config_option
+@state_option
+def export(provider: str, output: Path, config_path: Path | None, state_path: Path | None) -> None:
+    """Write PROVIDER's live workflows as an inventory file (read page by page under its limits).
+
+    The file holds secret variable values (a migration needs them), so it is created readable by
+    its owner only. Workflows that cannot be read are reported and left out; exit code 1 then.
+    """
+    logsetup.configure(quiet=True)
+
+    async def write() -> tuple[int, int]:
+        config = load_config(config_path)
+        cfg = config.provider(provider)
+        async with open_source(
+            SourceConfig(kind="live", provider=provider), config, _state(config, state_path)
+        ) as (source):
+            written = failed = 0
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8") as fh:  # noqa: ASYNC230 - buffered local writes, tiny next to the API calls
+                async for entry in source():
+                    if entry.workflow is None:
+                        click.echo(f"migrator: {logsetup.scrub(entry.error or entry.origin)}", err=True)
+                        failed += 1
+                        continue
+                    fh.write(json.dumps(entry.workflow.to_record(), ensure_ascii=False) + "\n")
+                    written += 1
+            log.debug("exported", provider=cfg.name, written=written, failed=failed)
+            return written, failed
+
+    try:
+        written, failed = _run_async(write)
+    except MigratorError as exc:
+        sys.exit(_fail(exc))
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    click.echo(
+        f"{provider}: {written} workflows written to {output}" + (f", {failed} unreadable" if failed else ""),
+        err=True,
+    )
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 @main.command()

@@ -15,7 +15,15 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from migrator.errors import ConfigError
 from migrator.providers.registry import KINDS
@@ -59,6 +67,7 @@ class ProviderConfig(_Strict):
     endpoint: str | None = None
     project_id: str | None = None
     region: str = "cn-hangzhou"
+    cluster_id: str | None = Field(default=None, description="EMR: the cluster flows run on (C-...)")
     access_key_id: SecretStr | None = None
     access_key_secret: SecretStr | None = None
     signature: Literal["v3", "v1"] = "v3"
@@ -88,10 +97,27 @@ class Config(_Strict):
 
 
 class SourceConfig(_Strict):
-    """Where workflows come from. ``inventory``: canonical JSON Lines / JSON array files."""
+    """Where workflows come from.
 
-    kind: Literal["inventory"] = "inventory"
-    paths: tuple[Path, ...] = Field(min_length=1)
+    ``inventory``: canonical JSON Lines / JSON array files; ``<kind>-export``: a provider's own
+    export files (``emr-export``); ``live``: a configured provider's API, read page by page.
+    """
+
+    kind: str = "inventory"
+    paths: tuple[Path, ...] = ()
+    provider: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> SourceConfig:
+        exports = {f"{k}-export" for k in KINDS}
+        if self.kind not in {"inventory", "live", *exports}:
+            known = ", ".join(["inventory", "live", *sorted(exports)])
+            raise ValueError(f"source.kind {self.kind!r} is not one of {known}")
+        if self.kind == "live" and not self.provider:
+            raise ValueError("source.provider is required for a live source")
+        if self.kind != "live" and not self.paths:
+            raise ValueError(f"source.paths is required for a {self.kind} source")
+        return self
 
 
 class TargetConfig(_Strict):

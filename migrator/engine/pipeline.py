@@ -21,7 +21,6 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from migrator import inventory
 from migrator.config import JobConfig, ProviderConfig
 from migrator.engine.gate import Gate, Parked, Verdict
 from migrator.engine.poller import Poller
@@ -109,9 +108,9 @@ class Pipeline:
     cfg: ProviderConfig
     provider: Provider
     store: Store
+    source: Callable[[], AsyncIterator[Entry]]
     observer: Observer = field(default_factory=_Silent)
     clock: Callable[[], float] = time.time
-    source: Callable[[], AsyncIterator[Entry]] | None = None
     run_id: int = 0
     in_flight: int = 0
     submits_done: anyio.Event = field(default_factory=anyio.Event)
@@ -213,18 +212,10 @@ class Pipeline:
 
     # --- stages -------------------------------------------------------------------------------
 
-    async def _entries(self) -> AsyncIterator[Entry]:
-        if self.source is not None:
-            async for entry in self.source():
-                yield entry
-            return
-        for entry in inventory.read(self.job.source.paths):
-            yield entry
-
     async def read(self, tx: MemoryObjectSendStream[Entry]) -> None:
         async with tx:
             unreported = 0
-            async for entry in self._entries():
+            async for entry in self.source():
                 await tx.send(entry)
                 unreported += 1
                 if unreported == BATCH:

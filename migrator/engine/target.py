@@ -43,6 +43,8 @@ async def open_provider(cfg: ProviderConfig, state: Path) -> AsyncIterator[tuple
                     "access_key_id": SecretStr(handle.credentials["access_key_id"]),
                     "access_key_secret": SecretStr(handle.credentials["access_key_secret"]),
                     "project_id": cfg.project_id or handle.identity.get("project_id"),
+                    "region": handle.identity.get("region_id", cfg.region),
+                    "cluster_id": cfg.cluster_id or handle.identity.get("cluster_id"),
                 }
             )
         connector = aiohttp.TCPConnector(limit=cfg.concurrency * 2)

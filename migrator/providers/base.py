@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import aiohttp
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
 
     from migrator.config import ProviderConfig, TargetConfig
     from migrator.engine.flow import Flow
+    from migrator.inventory import Entry
     from migrator.model import Workflow
     from migrator.sandbox.base import SandboxSettings
     from migrator.store import Item, Part
@@ -97,11 +99,19 @@ class Provider(Protocol):
         ...
 
 
+@runtime_checkable
+class Lister(Protocol):
+    """A provider that can read its live workflows back (``source.kind = "live"``, ``export``)."""
+
+    def listing(self) -> AsyncIterator[Entry]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderPlugin:
-    """What a provider folder registers: how to connect, and how to serve its sandbox."""
+    """What a provider folder registers: how to connect, serve its sandbox and read its exports."""
 
     kind: str
     connect: Callable[[ProviderConfig, aiohttp.ClientSession], Provider]
     sandbox_app: Callable[[SandboxSettings], web.Application]
     sandbox_identity: Callable[[SandboxSettings], dict[str, str]] = field(default=lambda _s: {})
+    export_reader: Callable[[Sequence[Path]], Iterator[Entry]] | None = None

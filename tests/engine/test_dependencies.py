@@ -12,8 +12,9 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from migrator.config import JobConfig, PollPolicy, ProviderConfig, SourceConfig, TargetConfig
+from migrator.config import Config, JobConfig, PollPolicy, ProviderConfig, SourceConfig, TargetConfig
 from migrator.engine.pipeline import Outcome, Pipeline
+from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
 from migrator.providers.dataworks.render import node_id, workflow_id
 from migrator.sandbox.base import SandboxSettings
@@ -59,8 +60,12 @@ async def migrate(tmp_path: Path, handle: SandboxHandle, records: list[dict[str,
         path=Path("deps.toml"),
     )
     state = tmp_path / "state.db"
-    async with await Store.open(state) as store, open_provider(cfg, state) as (provider, effective):
-        return await Pipeline(job, effective, provider, store).run()
+    async with (
+        await Store.open(state) as store,
+        open_provider(cfg, state) as (provider, effective),
+        open_source(job.source, Config(providers={}), state) as source,
+    ):
+        return await Pipeline(job, effective, provider, store, source).run()
 
 
 async def specs(handle: SandboxHandle) -> dict[str, Any]:

@@ -11,8 +11,9 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from migrator.config import JobConfig, PollPolicy, ProviderConfig, SourceConfig, TargetConfig
+from migrator.config import Config, JobConfig, PollPolicy, ProviderConfig, SourceConfig, TargetConfig
 from migrator.engine.pipeline import Outcome, Pipeline
+from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
 from migrator.providers.dataworks.render import workflow_id
 from migrator.sample import generate, write_jsonl
@@ -55,8 +56,13 @@ def job_for(paths: list[Path]) -> JobConfig:
 
 async def run(tmp_path: Path, cfg: ProviderConfig, paths: list[Path]) -> Outcome:
     state = tmp_path / "state.db"
-    async with await Store.open(state) as store, open_provider(cfg, state) as (provider, effective):
-        return await Pipeline(job_for(paths), effective, provider, store).run()
+    job = job_for(paths)
+    async with (
+        await Store.open(state) as store,
+        open_provider(cfg, state) as (provider, effective),
+        open_source(job.source, Config(providers={}), state) as source,
+    ):
+        return await Pipeline(job, effective, provider, store, source).run()
 
 
 async def inspect(handle: SandboxHandle, what: str) -> Any:

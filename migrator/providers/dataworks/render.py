@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from migrator.errors import TranslationError
 from migrator.model import FailureAction, Task, TaskKind, Workflow
+from migrator.translate.schedule import quartz6
 
 #: canonical kind -> ``script.runtime.command`` (CodeProgramType names; note ``EMR_SCOOP``).
 COMMANDS: dict[TaskKind, str] = {
@@ -60,20 +60,6 @@ def _time(value: datetime | None, default: str) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else default
 
 
-def _cron(wf: Workflow) -> str:
-    """Quartz 6-field passes through; a 7th (year) field is accepted only when it is unrestricted."""
-    assert wf.schedule is not None
-    fields = wf.schedule.cron.split()
-    if len(fields) == 7 and fields[6] in {"*", "?"}:
-        fields = fields[:6]
-    if len(fields) != 6:
-        raise TranslationError(
-            f"workflow {wf.name!r}: schedule.cron {wf.schedule.cron!r} is not a 6-field Quartz expression "
-            "(a year restriction cannot be expressed in DataWorks)"
-        )
-    return " ".join(fields)
-
-
 class _Renderer:
     def __init__(self, wf: Workflow, folder: str, upstream: Mapping[str, str]) -> None:
         self.wf = wf
@@ -92,7 +78,7 @@ class _Renderer:
             return {"type": "Manual"}
         return {
             "type": "Scheduler",
-            "cron": _cron(self.wf),
+            "cron": quartz6(self.wf),
             "startTime": _time(sched.start, EARLIEST),
             "endTime": _time(sched.end, LATEST),
             "timezone": sched.timezone,

@@ -139,3 +139,14 @@ def test_cron_forms(cron: str, ok: bool) -> None:
 def test_unscheduled_is_manual() -> None:
     wf = Workflow.model_validate({k: v for k, v in WF.items() if k != "schedule"})
     assert render(wf)[1]["spec"]["workflows"][0]["trigger"] == {"type": "Manual"}
+
+
+def test_upstream_workflows_become_dependencies_of_entry_nodes() -> None:
+    body = {**WF, "upstream": ["emr:F-9", "missing_one"]}
+    _, spec, warnings = render(Workflow.model_validate(body), upstream={"emr:F-9": "1234567890123456789"})
+    flow = spec["spec"]["workflows"][0]
+    deps = {d["nodeId"]: [x["output"] for x in d["depends"]] for d in flow["dependencies"]}
+    nodes = {n["name"]: n["id"] for n in flow["nodes"]}
+    assert deps[nodes["extract"]] == ["1234567890123456789"], "the entry node waits for the upstream workflow"
+    assert deps[nodes["transform"]] == [nodes["extract"]]
+    assert any(w.startswith("upstream-workflows") and "'missing_one'" in w for w in warnings)

@@ -1,0 +1,71 @@
+"""Config and job files: specific errors naming the file and field; secrets only from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from migrator.config import load_config, load_job
+from migrator.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_no_config_means_embedded_sandboxes() -> None:
+    config = load_config(None)
+    assert {p.kind for p in config.providers.values()} >= {"dataworks", "emr"}
+    assert all(p.sandbox for p in config.providers.values())
+
+
+def test_credentials_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = write(tmp_path / "c.toml", '[providers.dw]\nkind = "dataworks"\nendpoint = "x"\n')
+    with pytest.raises(ConfigError, match="ALIBABA_CLOUD_ACCESS_KEY_ID, which is not set"):
+        load_config(cfg)
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "ak")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "very-secret")
+    loaded = load_config(cfg).provider("dw")
+    assert loaded.access_key_secret is not None
+    assert loaded.access_key_secret.get_secret_value() == "very-secret"
+    assert "very-secret" not in repr(loaded)
+    literal = write(
+        tmp_path / "l.toml",
+        '[providers.dw]\nkind = "dataworks"\n[providers.dw.credentials]\n'
+        'access_key_id = "$ALIBABA_CLOUD_ACCESS_KEY_ID"\naccess_key_secret = "oops"\n',
+    )
+    with pytest.raises(ConfigError, match="access_key_secret must be an environment reference"):
+        load_config(literal)
+
+
+def test_bad_fields_are_named(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.toml", '[providers.x]\nkind = "nope"\nsandbox = true\n')
+    with pytest.raises(ConfigError, match=r"c.toml: providers.x.kind: .*unknown kind 'nope'"):
+        load_config(cfg)
+    with pytest.raises(ConfigError, match="provider 'dw' is not configured"):
+        load_config(None).provider("dw")
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ('kind = "inventory"\npaths = ["a.jsonl"]', None),
+        ('kind = "emr-export"\npaths = ["dump"]', None),
+        ('kind = "live"\nprovider = "emr"', None),
+        ('kind = "live"', "source.provider is required"),
+        ('kind = "emr-export"', "source.paths is required"),
+        ('kind = "ftp"\npaths = ["a"]', "source.kind 'ftp' is not one of"),
+    ],
+)
+def test_source_kinds(tmp_path: Path, source: str, error: str | None) -> None:
+    job = write(
+        tmp_path / "j.toml", f'[job]\nname = "j"\n[source]\n{source}\n[target]\nprovider = "dataworks"\n'
+    )
+    if error is None:
+        loaded = load_job(job)
+        assert all(p.is_absolute() or p.parent == tmp_path for p in loaded.source.paths)
+    else:
+        with pytest.raises(ConfigError, match=error):
+            load_job(job)
