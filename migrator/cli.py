@@ -351,18 +351,29 @@ def sandbox(port: int | None, data: Path | None, job_delay: str, latency: float)
     "-o",
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
     help="inventory file to write (JSON Lines, one canonical workflow per line)",
+)
+@click.option(
+    "--raw",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="instead, snapshot the provider's own documents in a directory (EMR: MigrationX's dump layout)",
 )
 @config_option
 @state_option
-def export(provider: str, output: Path, config_path: Path | None, state_path: Path | None) -> None:
+def export(
+    provider: str, output: Path | None, raw: Path | None, config_path: Path | None, state_path: Path | None
+) -> None:
     """Write PROVIDER's live workflows as an inventory file (read page by page under its limits).
 
     The file holds secret variable values (a migration needs them), so it is created readable by
     its owner only. Workflows that cannot be read are reported and left out; exit code 1 then.
     """
     logsetup.configure(quiet=True)
+    if (output is None) == (raw is None):
+        click.echo("migrator: export takes exactly one of -o FILE and --raw DIR", err=True)
+        sys.exit(EXIT_USAGE)
+    if raw is not None:
+        _snapshot(provider, raw, config_path, state_path)
 
     async def write() -> tuple[int, int]:
         config = load_config(config_path)
@@ -371,6 +382,7 @@ def export(provider: str, output: Path, config_path: Path | None, state_path: Pa
             SourceConfig(kind="live", provider=provider), config, _state(config, state_path)
         ) as (source):
             written = failed = 0
+            assert output is not None
             fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with open(fd, "w", encoding="utf-8") as fh:  # noqa: ASYNC230 - buffered local writes, tiny next to the API calls
                 async for entry in source():
@@ -394,6 +406,29 @@ def export(provider: str, output: Path, config_path: Path | None, state_path: Pa
         err=True,
     )
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _snapshot(provider: str, directory: Path, config_path: Path | None, state_path: Path | None) -> None:
+    """``export --raw``: the provider's own documents, as its export tools lay them out."""
+
+    async def write() -> int:
+        config = load_config(config_path)
+        cfg = config.provider(provider)
+        async with open_provider(cfg, _state(config, state_path)) as (live, _):
+            snapshot = getattr(live, "snapshot", None)
+            if snapshot is None:
+                raise ConfigError(f"provider {provider!r} ({cfg.kind}) has no raw export")
+            count: int = await snapshot(directory)
+            return count
+
+    try:
+        count = _run_async(write)
+    except MigratorError as exc:
+        sys.exit(_fail(exc))
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    click.echo(f"{provider}: {count} flows written to {directory}", err=True)
+    sys.exit(EXIT_OK)
 
 
 @main.command()

@@ -36,10 +36,16 @@ def migrator(*args: str | Path, timeout: float = 120) -> subprocess.CompletedPro
 
 
 async def sandbox_view(data: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Reopen an embedded sandbox's data file and read its inspection endpoints."""
+    """Reopen an embedded sandbox's data file and read its inspection endpoints, once every async
+    job it holds has finished (an import whose answer a killed run lost may still be running)."""
     async with running("dataworks", SandboxSettings(data_path=data)) as handle, aiohttp.ClientSession() as s:
-        async with s.get(f"{handle.endpoint}/_sandbox/objects") as resp:
-            objects = await resp.json()
+        with anyio.fail_after(30):
+            while True:
+                async with s.get(f"{handle.endpoint}/_sandbox/objects") as resp:
+                    objects = await resp.json()
+                if all(job["status"] != "Running" for job in objects["async_jobs"]):
+                    break
+                await anyio.sleep(0.2)
         async with s.get(f"{handle.endpoint}/_sandbox/calls") as resp:
             calls = await resp.json()
     return objects, calls

@@ -1,0 +1,278 @@
+"""The EMR Data Development 2016-04-08 Provider: jobs, then the flow, resumable part by part.
+
+EMR assigns ids and (per the official SDK) has no idempotency token for jobs, so every remote
+create is a checkpointed *part* of its item: the intent is committed before the call and the id
+after it. A resumed submit skips parts that exist and, for a part whose answer was lost, looks
+the object up by name in its folder before creating it again. The flow also carries a
+``ClientToken`` derived from the item key, which the seed documents (and the sandbox honours).
+
+Folders are categories (a FLOW tree for flows, a JOB tree for jobs), found or created once per
+path and shared by every workflow of the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+
+from migrator.config import ProviderConfig, TargetConfig
+from migrator.engine.flow import Flow
+from migrator.errors import ConfigError, ProviderError
+from migrator.inventory import Entry
+from migrator.model import Workflow
+from migrator.providers.acs import AcsClient
+from migrator.providers.base import Found, Parts, Polled, Rendered, Submitted
+from migrator.providers.emr.read import EmrDocumentError, folder_path, workflow_from_emr, write_export
+from migrator.providers.emr.render import UNDER_SCHEDULE, FlowPlan, JobPlan, render
+from migrator.store import Item, State
+
+VERSION = "2016-04-08"
+PAGE = 100  # below the API's limit of 250
+
+
+def _listed(data: Mapping[str, Any], outer: str, inner: str) -> list[dict[str, Any]]:
+    """EMR lists are double-wrapped (``Flow.Flow[]``, ``JobList.Job[]``), a legacy of XML."""
+    wrapped = data.get(outer) or {}
+    items = wrapped.get(inner) if isinstance(wrapped, dict) else None
+    return list(items or [])
+
+
+class Emr:
+    """The Provider for one EMR Data Development project."""
+
+    kind = "emr"
+
+    def __init__(self, cfg: ProviderConfig, session: aiohttp.ClientSession) -> None:
+        if not cfg.project_id or not cfg.cluster_id:
+            raise ConfigError(
+                f"provider {cfg.name!r}: project_id (FP-...) and cluster_id (C-...) are required"
+            )
+        self.project_id, self.region, self.cluster_id = cfg.project_id, cfg.region, cfg.cluster_id
+        self.client = AcsClient(cfg, session, VERSION)
+        self.flow = Flow(concurrency=cfg.concurrency, max_attempts=cfg.max_attempts)
+        self._categories: dict[tuple[str, str], str] = {}
+        self._category_locks: defaultdict[tuple[str, str], anyio.Lock] = defaultdict(anyio.Lock)
+
+    async def _call(
+        self, action: str, query: Mapping[str, str], form: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        scoped = {"RegionId": self.region, "ProjectId": self.project_id, **query}
+        return await self.flow.call(action, lambda: self.client.call(action, query=scoped, form=form))
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def render(self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, str]) -> Rendered:
+        plan = render(
+            workflow,
+            project_id=self.project_id,
+            region=self.region,
+            cluster_id=self.cluster_id,
+            upstream=upstream,
+            folder=target.folder,
+        )
+        return Rendered(None, plan, plan.warnings)
+
+    async def submit(self, rendered: Rendered, parts: Parts) -> Submitted:
+        plan: FlowPlan = rendered.payload
+        job_folder = await self.category(plan.folder, "JOB")
+        flow_folder = await self.category(plan.folder, "FLOW")
+        job_ids: dict[str, str] = {}
+        for job in plan.jobs:
+            job_ids[job.task] = await self._ensure(
+                parts,
+                job.part,
+                self._finder("ListFlowJob", "JobList", "Job", job.name, job_folder),
+                partial(self._create_job, job, job_folder),
+            )
+        graph = plan.graph(job_ids)
+        flow_id = await self._ensure(
+            parts,
+            "flow",
+            self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder),
+            lambda: self._create_flow(plan, flow_folder, graph),
+        )
+        if plan.scheduled:
+            await self._ensure(
+                parts, "schedule", None, lambda: self._schedule(plan, flow_folder, graph, flow_id)
+            )
+        return Submitted(flow_id)
+
+    async def _ensure(
+        self,
+        parts: Parts,
+        part: str,
+        find: Callable[[], Awaitable[str | None]] | None,
+        create: Callable[[], Awaitable[str]],
+    ) -> str:
+        """Create ``part`` unless it exists; a part left mid-call is looked up before it is created again."""
+        known = parts.get(part)
+        if known is not None and known.state is State.DONE and known.target_id:
+            return known.target_id
+        if known is not None and known.state is State.SUBMITTING and find is not None:
+            found = await find()
+            if found:
+                await parts.done(part, found)
+                return found
+        await parts.begin(part)
+        created = await create()
+        await parts.done(part, created)
+        return created
+
+    def _finder(
+        self, action: str, outer: str, inner: str, name: str, folder: str | None
+    ) -> Callable[[], Awaitable[str | None]]:
+        async def find() -> str | None:
+            data = await self._call(action, {"Name": name, "PageSize": str(PAGE)})
+            for found in _listed(data, outer, inner):
+                if found.get("Name") == name and (folder is None or found.get("CategoryId") == folder):
+                    return str(found["Id"])
+            return None
+
+        return find
+
+    async def _create_job(self, job: JobPlan, folder: str | None) -> str:
+        query = {**job.query, **({"ParentCategory": folder} if folder else {})}
+        return str((await self._call("CreateFlowJob", query, job.form))["Id"])
+
+    def _flow_params(
+        self, plan: FlowPlan, folder: str | None, graph: str
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        query = {**plan.query, **({"ParentCategory": folder} if folder else {})}
+        # The SDK sends Graph in the query; a large DAG would overrun URL limits, and the gateway
+        # takes any parameter from the form body alike.
+        return query, {**plan.form, "Graph": graph}
+
+    async def _create_flow(self, plan: FlowPlan, folder: str | None, graph: str) -> str:
+        query, form = self._flow_params(plan, folder, graph)
+        return str((await self._call("CreateFlowForWeb", query, form))["Id"])
+
+    async def _schedule(self, plan: FlowPlan, folder: str | None, graph: str, flow_id: str) -> str:
+        """EMR creates flows stopped; a scheduled workflow is put under schedule as its own part."""
+        query, form = self._flow_params(plan, folder, graph)
+        query = {k: v for k, v in query.items() if k != "ClientToken"}
+        await self._call(
+            "ModifyFlowForWeb", {**query, "Id": flow_id, "Status": UNDER_SCHEDULE, "Periodic": "true"}, form
+        )
+        return flow_id
+
+    async def category(self, path: str, kind: str) -> str | None:
+        """The FC- id of folder ``path`` in the ``kind`` tree, created level by level if missing."""
+        parent: str | None = None
+        walked: list[str] = []
+        for name in (p for p in path.split("/") if p):
+            walked.append(name)
+            key = (kind, "/".join(walked))
+            async with self._category_locks[key]:
+                if key not in self._categories:
+                    self._categories[key] = await self._find_or_create_category(name, parent, kind)
+            parent = self._categories[key]
+        return parent
+
+    async def _find_or_create_category(self, name: str, parent: str | None, kind: str) -> str:
+        scope = {"ParentId": parent} if parent else {"Root": "true"}
+        page = 1
+        while True:
+            data = await self._call(
+                "ListFlowCategory", {**scope, "PageNumber": str(page), "PageSize": str(PAGE)}
+            )
+            listed = _listed(data, "Categories", "Category")
+            for cat in listed:
+                if (
+                    cat.get("Name") == name
+                    and cat.get("Type", kind) == kind
+                    and cat.get("ParentId") in (parent, None, "")
+                ):
+                    return str(cat["Id"])
+            if len(listed) < PAGE:
+                break
+            page += 1
+        query = {"Name": name, "Type": kind, **({"ParentId": parent} if parent else {})}
+        return str((await self._call("CreateFlowCategory", query))["Id"])
+
+    async def poll(self, remote_job_id: str) -> Polled:
+        raise ProviderError("Unsupported", "EMR creates flows synchronously; there is no job to poll")
+
+    async def reconcile(self, item: Item) -> Found | None:
+        """Always resubmit: the submit resumes part by part, looking up what was left mid-call."""
+        return None
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def _pages(self, action: str, outer: str, inner: str) -> AsyncIterator[dict[str, Any]]:
+        page = 1
+        while True:
+            data = await self._call(action, {"PageNumber": str(page), "PageSize": str(PAGE)})
+            listed = _listed(data, outer, inner)
+            for item in listed:
+                yield item
+            if len(listed) < PAGE or page * PAGE >= int(data.get("Total") or 0):
+                return
+            page += 1
+
+    async def documents(
+        self,
+    ) -> AsyncIterator[tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]], str]]:
+        """Every flow of the project as (ListFlow item, DescribeFlow, its jobs by id, folder path)."""
+        jobs: dict[str, dict[str, Any]] = {}
+        categories: dict[str, dict[str, Any]] = {}
+        async for listed in self._pages("ListFlow", "Flow", "Flow"):
+            flow = await self._call("DescribeFlow", {"Id": str(listed["Id"])})
+            for job_id in _job_ids(flow):
+                if job_id not in jobs:
+                    jobs[job_id] = await self._call("DescribeFlowJob", {"Id": job_id})
+            category = flow.get("CategoryId")
+            while category and category not in categories:
+                categories[category] = await self._call("DescribeFlowCategory", {"Id": category})
+                category = categories[category].get("ParentId")
+            mine = {j: jobs[j] for j in _job_ids(flow)}
+            yield listed, flow, mine, folder_path(flow.get("CategoryId"), categories)
+
+    async def project(self) -> dict[str, Any]:
+        """The project's ListFlowProject item (a MigrationX dump starts from it)."""
+        data = await self._call("ListFlowProject", {"PageSize": str(PAGE)})
+        for found in _listed(data, "Projects", "Project"):
+            if found.get("Id") == self.project_id:
+                return found
+        raise ProviderError("FLOW_API_FAILED", f"project {self.project_id} not exist")
+
+    async def snapshot(self, directory: Path) -> int:
+        """Write the live project in MigrationX's dump layout, flow by flow; return the flow count."""
+        project = await self.project()
+        count = 0
+        async for listed, flow, jobs, folder in self.documents():
+            write_export(directory, project, [(listed, {**flow, "Path": folder})], jobs.values())
+            count += 1
+        return count
+
+    async def listing(self) -> AsyncIterator[Entry]:
+        """The live project as canonical workflows (errors name the flow and the field)."""
+        async for _listed_flow, flow, jobs, folder in self.documents():
+            origin = f"emr:{self.project_id}/{flow.get('Id')}"
+            try:
+                wf = workflow_from_emr(flow, jobs, folder=folder)
+            except EmrDocumentError as exc:
+                yield Entry(
+                    origin, f"emr:{flow.get('Id')}", str(flow.get("Name") or "?"), error=f"{origin}: {exc}"
+                )
+                continue
+            yield Entry(origin, wf.key, wf.name, workflow=wf)
+
+
+def _job_ids(flow: Mapping[str, Any]) -> list[str]:
+    try:
+        graph = json.loads(flow.get("Graph") or "{}")
+    except ValueError:
+        return []
+    ids = [n.get("attribute", {}).get("jobId") for n in graph.get("nodes", []) if isinstance(n, dict)]
+    return sorted({i for i in ids if isinstance(i, str)})
+
+
+def connect(cfg: ProviderConfig, session: aiohttp.ClientSession) -> Emr:
+    return Emr(cfg, session)
