@@ -36,6 +36,9 @@ COMMANDS: dict[TaskKind, str] = {
 }
 #: Kinds with no DataWorks equivalent: kept as a shell placeholder holding the original content.
 PLACEHOLDER = "DIDE_SHELL"
+#: Per source system, kinds that map more faithfully than the neutral table: an EMR shell job runs
+#: on the EMR cluster, so it becomes an EMR_SHELL node, not a DataWorks resource-group shell.
+COMMANDS_FROM: dict[str, dict[TaskKind, str]] = {"emr": {TaskKind.SHELL: "EMR_SHELL"}}
 SHELL_COMMANDS = frozenset({"DIDE_SHELL", "EMR_SHELL", "SHELL"})
 
 EARLIEST = "1970-01-01 00:00:00"
@@ -127,7 +130,7 @@ class _Renderer:
 
     def node(self, task: Task, trigger: dict[str, Any]) -> dict[str, Any]:
         nid = node_id(self.key, task.name)
-        command = COMMANDS.get(task.kind)
+        command = COMMANDS_FROM.get(self.wf.source.system, {}).get(task.kind) or COMMANDS.get(task.kind)
         if command is None:
             command = PLACEHOLDER
             self.warn(

@@ -21,6 +21,18 @@ from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.server import running
 
 ROOT = Path(__file__).resolve().parents[3]
+#: The issue's EMR -> DataWorks job types; kinds EMR lacks went to EMR as SHELL placeholders.
+EMR_TO_DATAWORKS = {
+    TaskKind.SHELL: "EMR_SHELL",
+    TaskKind.HIVE_SQL: "EMR_HIVE",
+    TaskKind.HIVE: "EMR_HIVE_CLI",
+    TaskKind.SPARK: "EMR_SPARK",
+    TaskKind.SPARK_SQL: "EMR_SPARK_SQL",
+    TaskKind.SPARK_STREAMING: "EMR_SPARK_STREAMING",
+    TaskKind.MR: "EMR_MR",
+    TaskKind.SQOOP: "EMR_SCOOP",
+    TaskKind.PIG: "DIDE_SHELL",  # no DataWorks equivalent: a placeholder keeping the content
+}
 
 
 def migrator(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -144,6 +156,9 @@ def test_an_emr_dump_of_200_flows_lands_in_dataworks_with_every_edge_and_schedul
         spec = specs[workflow_id(key)]
         nodes = {n["name"]: n for n in spec["nodes"]}
         assert sorted(nodes) == sorted(t.name for t in wf.tasks), key
+        for task in wf.tasks:
+            command = nodes[task.name]["script"]["runtime"]["command"]
+            assert command == EMR_TO_DATAWORKS.get(task.kind, "EMR_SHELL"), (key, task.name, task.kind)
         depends = {d["nodeId"]: {x["output"] for x in d["depends"]} for d in spec["dependencies"]}
         parents = {workflow_id(f"emr:{flow_ids[u]}") for u in wf.upstream}
         for task in wf.tasks:
