@@ -56,6 +56,8 @@ class SandboxOptions(_Strict):
 
     job_delay: tuple[float, float] = (0.2, 1.5)
     latency: float = 0.0
+    token_ttl: float = 7200.0
+    faults: dict[str, float] = Field(default_factory=dict)
 
 
 class ProviderConfig(_Strict):
@@ -68,6 +70,8 @@ class ProviderConfig(_Strict):
     project_id: str | None = None
     region: str = "cn-hangzhou"
     cluster_id: str | None = Field(default=None, description="EMR: the cluster flows run on (C-...)")
+    user_id: str | None = Field(default=None, description="EnOS: the user the API acts as (u...)")
+    org_id: str | None = Field(default=None, description="EnOS: the user's organization (o...)")
     access_key_id: SecretStr | None = None
     access_key_secret: SecretStr | None = None
     signature: Literal["v3", "v1"] = "v3"

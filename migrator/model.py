@@ -23,8 +23,10 @@ from pydantic import (
     Field,
     SecretStr,
     SerializationInfo,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     field_serializer,
+    model_serializer,
     model_validator,
 )
 
@@ -155,6 +157,28 @@ class Alerts(_Frozen):
     dingtalk_groups: tuple[str, ...] = ()
 
 
+class Dependency(_Frozen):
+    """A dependency on another workflow, as precise as the source says it.
+
+    On the whole upstream workflow (``task`` None) or on one of its tasks; gating this workflow's
+    entry tasks (``gates`` empty) or the named ones. A plain string in an inventory is the common
+    case, a dependency on the whole workflow gating the entry tasks, and is written back as one.
+    """
+
+    workflow: Name = Field(description="key or name of the upstream workflow")
+    task: Name | None = None
+    gates: tuple[Name, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"workflow": value} if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return self.workflow if self.task is None and not self.gates else handler(self)
+
+
 class Source(_Frozen):
     """Where a workflow came from; ``system:id`` is the item key everything else derives from."""
 
@@ -173,7 +197,9 @@ class Workflow(_Frozen):
     schedule: Schedule | None = None
     parameters: dict[str, str] = Field(default_factory=dict)
     alerts: Alerts = Alerts()
-    upstream: tuple[str, ...] = Field(default=(), description="keys or names of workflows this one waits for")
+    upstream: tuple[Dependency, ...] = Field(
+        default=(), description="workflows (keys or names, or Dependency objects) this one waits for"
+    )
     tasks: tuple[Task, ...] = Field(min_length=1)
     edges: tuple[Edge, ...] = ()
 
@@ -190,6 +216,12 @@ class Workflow(_Frozen):
                     raise ValueError(
                         f"workflow {self.name!r}: edge {edge.upstream!r} -> {edge.downstream!r} "
                         f"names unknown task {end!r}"
+                    )
+        for dep in self.upstream:
+            for gated in dep.gates:
+                if gated not in seen:
+                    raise ValueError(
+                        f"workflow {self.name!r}: dependency on {dep.workflow!r} gates unknown task {gated!r}"
                     )
         cycle = find_cycle([t.name for t in self.tasks], [(e.upstream, e.downstream) for e in self.edges])
         if cycle:
@@ -208,6 +240,15 @@ class Workflow(_Frozen):
 
     def upstream_of(self, task: str) -> list[str]:
         return [e.upstream for e in self.edges if e.downstream == task]
+
+    def entry_tasks(self) -> list[str]:
+        """Tasks with no upstream inside the workflow: where a dependency on another one attaches."""
+        inside = {e.downstream for e in self.edges}
+        return [t.name for t in self.tasks if t.name not in inside]
+
+    def upstream_workflows(self) -> list[str]:
+        """Each upstream workflow reference once, in order."""
+        return list(dict.fromkeys(d.workflow for d in self.upstream))
 
     def to_record(self) -> dict[str, Any]:
         """The inventory record of this workflow, secrets in plain: for inventory files only."""

@@ -63,6 +63,16 @@ def test_secret_values_hidden_in_repr_but_part_of_the_hash() -> None:
     assert changed.content_hash() != w.content_hash()
 
 
+def test_dependencies_take_a_shorthand_and_name_gated_tasks() -> None:
+    w = Workflow.model_validate(wf(upstream=["a", {"workflow": "b", "task": "t9", "gates": ["b"]}, "a"]))
+    assert w.upstream_workflows() == ["a", "b"]
+    assert w.upstream[1].task == "t9"
+    assert w.entry_tasks() == ["a", "b"]
+    assert w.to_record()["upstream"] == ["a", {"workflow": "b", "task": "t9", "gates": ["b"]}, "a"]
+    with pytest.raises(ValidationError, match="dependency on 'b' gates unknown task 'zz'"):
+        Workflow.model_validate(wf(upstream=[{"workflow": "b", "gates": ["zz"]}]))
+
+
 def test_schema_describes_one_record() -> None:
     schema = inventory_schema()
     assert schema["type"] == "object"

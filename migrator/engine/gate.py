@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from migrator.inventory import Entry
 from migrator.model import Workflow
+from migrator.providers.base import UpstreamTarget
 from migrator.store import Item, State, Store
 from migrator.translate.dag import find_cycle
 
@@ -44,7 +45,7 @@ class Parked:
 class Verdict:
     """Ready (``targets`` maps each resolvable reference to its target id), waiting, or blocked."""
 
-    targets: dict[str, str]
+    targets: dict[str, UpstreamTarget]
     waits_on: frozenset[str] = frozenset()
     blocked: str | None = None
     external: tuple[str, ...] = ()
@@ -74,10 +75,10 @@ class Gate:
         return found
 
     async def judge(self, workflow: Workflow) -> Verdict:
-        targets: dict[str, str] = {}
+        targets: dict[str, UpstreamTarget] = {}
         waits: set[str] = set()
         external: list[str] = []
-        for ref, item in (await self._lookup(workflow.upstream)).items():
+        for ref, item in (await self._lookup(workflow.upstream_workflows())).items():
             if item is None:
                 if ref in self._external:
                     external.append(ref)
@@ -86,7 +87,7 @@ class Gate:
             elif item.state in BROKEN:
                 return Verdict({}, blocked=f"upstream workflow {ref!r} is {item.state.value}")
             elif item.state in READY and item.target_id:
-                targets[ref] = item.target_id
+                targets[ref] = UpstreamTarget(item.key, item.name, item.target_id)
             else:
                 waits.add(ref)
         return Verdict(targets, frozenset(waits), external=tuple(external))

@@ -26,7 +26,7 @@ from migrator.engine.gate import Gate, Parked, Verdict
 from migrator.engine.poller import Poller
 from migrator.errors import ProviderError, TranslationError
 from migrator.inventory import Entry
-from migrator.providers.base import Provider, Rendered
+from migrator.providers.base import Provider, Rendered, UpstreamTarget
 from migrator.store import TERMINAL, Change, Move, Part, PartMove, Record, Seen, State, Store
 
 log = structlog.get_logger(__name__)
@@ -305,7 +305,11 @@ class Pipeline:
             await self._render_and_send(entry, attempts, verdict.targets, tx)
 
     async def _render_and_send(
-        self, entry: Entry, attempts: int, targets: dict[str, str], tx: MemoryObjectSendStream[Work]
+        self,
+        entry: Entry,
+        attempts: int,
+        targets: dict[str, UpstreamTarget],
+        tx: MemoryObjectSendStream[Work],
     ) -> None:
         workflow = entry.workflow
         assert workflow is not None

@@ -35,16 +35,22 @@ async def open_provider(cfg: ProviderConfig, state: Path) -> AsyncIterator[tuple
                 data_path=sandbox_data_path(state, cfg.name),
                 job_delay=cfg.sandbox_options.job_delay,
                 latency=cfg.sandbox_options.latency,
+                token_ttl=cfg.sandbox_options.token_ttl,
+                faults=dict(cfg.sandbox_options.faults),
             )
             handle = await stack.enter_async_context(running(cfg.kind, settings))
+            creds, ident = handle.credentials, handle.identity
             cfg = cfg.model_copy(
                 update={
                     "endpoint": handle.endpoint,
-                    "access_key_id": SecretStr(handle.credentials["access_key_id"]),
-                    "access_key_secret": SecretStr(handle.credentials["access_key_secret"]),
-                    "project_id": cfg.project_id or handle.identity.get("project_id"),
-                    "region": handle.identity.get("region_id", cfg.region),
-                    "cluster_id": cfg.cluster_id or handle.identity.get("cluster_id"),
+                    # Alibaba sandboxes hand out an AccessKey pair, EnOS an app key and secret.
+                    "access_key_id": SecretStr(creds.get("access_key_id") or creds["app_key"]),
+                    "access_key_secret": SecretStr(creds.get("access_key_secret") or creds["app_secret"]),
+                    "project_id": cfg.project_id or ident.get("project_id"),
+                    "region": ident.get("region_id", cfg.region),
+                    "cluster_id": cfg.cluster_id or ident.get("cluster_id"),
+                    "user_id": cfg.user_id or creds.get("user_id") or ident.get("user_id"),
+                    "org_id": cfg.org_id or creds.get("org_id") or ident.get("org_id"),
                 }
             )
         connector = aiohttp.TCPConnector(limit=cfg.concurrency * 2)

@@ -35,6 +35,15 @@ class Rendered:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamTarget:
+    """An upstream workflow as the target knows it, for rendering a dependency on it."""
+
+    key: str
+    name: str
+    target_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Submitted:
     """The remote result of a submit. ``remote_job_id`` is set when the target works asynchronously."""
 
@@ -83,9 +92,11 @@ class Provider(Protocol):
     kind: str
     flow: Flow
 
-    def render(self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, str]) -> Rendered:
-        """Translate; ``upstream`` maps each resolvable ``workflow.upstream`` reference to that
-        workflow's target id. Raise :class:`~migrator.errors.TranslationError` for what cannot be
+    def render(
+        self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, UpstreamTarget]
+    ) -> Rendered:
+        """Translate; ``upstream`` maps each resolvable upstream workflow reference to what the
+        target knows of it. Raise :class:`~migrator.errors.TranslationError` for what cannot be
         expressed."""
         ...
 

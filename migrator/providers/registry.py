@@ -16,10 +16,11 @@ def available() -> list[str]:
     found = []
     for kind in KINDS:
         try:
-            importlib.import_module(f"migrator.providers.{kind}")
+            module = importlib.import_module(f"migrator.providers.{kind}")
         except ModuleNotFoundError:
             continue
-        found.append(kind)
+        if isinstance(getattr(module, "PLUGIN", None), ProviderPlugin):
+            found.append(kind)
     return found
 
 

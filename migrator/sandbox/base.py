@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -20,3 +21,6 @@ class SandboxSettings:
     access_key_secret: str = "sandbox-access-key-secret"
     job_delay: tuple[float, float] = (0.5, 2.0)
     latency: float = 0.0
+    token_ttl: float = 7200.0
+    faults: Mapping[str, float] = field(default_factory=dict)
+    """Named fault probabilities a sandbox understands, e.g. ``{"import_lost_answer": 0.3}``."""

@@ -17,7 +17,7 @@ from migrator.engine.flow import Flow
 from migrator.errors import ConfigError, ProviderError
 from migrator.model import Workflow
 from migrator.providers.acs import AcsClient, is_not_found
-from migrator.providers.base import Found, JobStatus, Parts, Polled, Rendered, Submitted
+from migrator.providers.base import Found, JobStatus, Parts, Polled, Rendered, Submitted, UpstreamTarget
 from migrator.providers.dataworks.render import render
 from migrator.store import Item
 
@@ -42,7 +42,9 @@ class DataWorks:
             return await self.flow.call(action, lambda: self.client.call(action, method="GET", query=params))
         return await self.flow.call(action, lambda: self.client.call(action, form=params))
 
-    def render(self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, str]) -> Rendered:
+    def render(
+        self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, UpstreamTarget]
+    ) -> Rendered:
         wid, spec, warnings = render(workflow, target.folder, upstream)
         return Rendered(wid, json.dumps(spec, ensure_ascii=False, separators=(",", ":")), warnings)
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from migrator.model import FailureAction, Task, TaskKind, Workflow
+from migrator.providers.base import UpstreamTarget
 from migrator.translate.schedule import quartz6
 
 #: canonical kind -> ``script.runtime.command`` (CodeProgramType names; note ``EMR_SCOOP``).
@@ -64,7 +65,7 @@ def _time(value: datetime | None, default: str) -> str:
 
 
 class _Renderer:
-    def __init__(self, wf: Workflow, folder: str, upstream: Mapping[str, str]) -> None:
+    def __init__(self, wf: Workflow, folder: str, upstream: Mapping[str, UpstreamTarget]) -> None:
         self.wf = wf
         self.upstream = upstream
         self.key = wf.key
@@ -206,19 +207,26 @@ class _Renderer:
         trigger = self.trigger()
         nodes = [self.node(t, trigger) for t in wf.tasks]
         # Inside the workflow a dependency names the upstream node's output; on another workflow,
-        # the entry nodes depend on that workflow's output (its id), as MigrationX wires EMR parents.
-        outside = [
-            {"type": "Normal", "output": self.upstream[ref], "refTableName": ref}
-            for ref in wf.upstream
-            if ref in self.upstream
-        ]
+        # the gated nodes (by default the entry nodes) depend on that workflow's output (its id) or
+        # on the named upstream task's output, as MigrationX wires EMR parents.
+        outside: dict[str, list[dict[str, str]]] = {}
+        entry = wf.entry_tasks()
+        for dep in wf.upstream:
+            up = self.upstream.get(dep.workflow)
+            if up is None:
+                continue
+            output = up.target_id if dep.task is None else node_id(up.key, dep.task)
+            ref = up.name if dep.task is None else f"{up.name}.{dep.task}"
+            for gated in dep.gates or entry:
+                outside.setdefault(gated, []).append(
+                    {"type": "Normal", "output": output, "refTableName": ref}
+                )
         dependencies = []
         for t in wf.tasks:
-            inside = [
+            depends = [
                 {"type": "Normal", "output": node_id(self.key, up), "refTableName": up}
                 for up in wf.upstream_of(t.name)
-            ]
-            depends = inside or outside
+            ] + outside.get(t.name, [])
             if depends:
                 dependencies.append({"nodeId": node_id(self.key, t.name), "depends": depends})
         if len(wf.owners) > 1:
@@ -226,7 +234,7 @@ class _Renderer:
                 "owners",
                 f"DataWorks has one owner per object; {wf.owners[0]!r} kept, {list(wf.owners[1:])} dropped",
             )
-        missing = [ref for ref in wf.upstream if ref not in self.upstream]
+        missing = [ref for ref in wf.upstream_workflows() if ref not in self.upstream]
         if missing:
             self.warn(
                 "upstream-workflows",
@@ -272,7 +280,7 @@ class _Renderer:
 
 
 def render(
-    wf: Workflow, folder: str = "", upstream: Mapping[str, str] | None = None
+    wf: Workflow, folder: str = "", upstream: Mapping[str, UpstreamTarget] | None = None
 ) -> tuple[str, dict[str, Any], tuple[str, ...]]:
     """Return ``(workflow id, FlowSpec, warnings)``; ``upstream`` maps references to workflow ids."""
     renderer = _Renderer(wf, folder, upstream or {})

@@ -28,7 +28,7 @@ from migrator.errors import ConfigError, ProviderError
 from migrator.inventory import Entry
 from migrator.model import Workflow
 from migrator.providers.acs import AcsClient
-from migrator.providers.base import Found, Parts, Polled, Rendered, Submitted
+from migrator.providers.base import Found, Parts, Polled, Rendered, Submitted, UpstreamTarget
 from migrator.providers.emr.read import EmrDocumentError, folder_path, workflow_from_emr, write_export
 from migrator.providers.emr.render import UNDER_SCHEDULE, FlowPlan, JobPlan, render
 from migrator.store import Item, State
@@ -68,7 +68,9 @@ class Emr:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def render(self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, str]) -> Rendered:
+    def render(
+        self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, UpstreamTarget]
+    ) -> Rendered:
         plan = render(
             workflow,
             project_id=self.project_id,

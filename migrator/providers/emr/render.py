@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from migrator.model import Task, TaskKind, Workflow
+from migrator.providers.base import UpstreamTarget
 from migrator.translate.dag import topological_order
 from migrator.translate.schedule import quartz6
 
@@ -290,7 +291,7 @@ class _Renderer:
                 form[f"ResourceList.{n}.Alias"] = res.alias
         return JobPlan(task.name, query["Name"], query, form)
 
-    def flow(self, upstream: Mapping[str, str]) -> FlowPlan:
+    def flow(self, upstream: Mapping[str, UpstreamTarget]) -> FlowPlan:
         wf = self.wf
         jobs = tuple(self.job(t) for t in wf.tasks)
         order = topological_order([t.name for t in wf.tasks], [(e.upstream, e.downstream) for e in wf.edges])
@@ -335,8 +336,15 @@ class _Renderer:
         alerts = self.alerts()
         if alerts:
             query["AlertConf"] = _json(alerts)
-        parents = [upstream[ref] for ref in wf.upstream if ref in upstream]
-        missing = [ref for ref in wf.upstream if ref not in upstream]
+        parents = [upstream[ref].target_id for ref in wf.upstream_workflows() if ref in upstream]
+        missing = [ref for ref in wf.upstream_workflows() if ref not in upstream]
+        finer = [d.workflow for d in wf.upstream if d.task is not None or d.gates]
+        if finer:
+            self.warn(
+                "upstream-workflows",
+                f"dependencies on {finer} name tasks; EMR parent flows gate the "
+                "whole flow on the whole upstream flow",
+            )
         if missing:
             self.warn(
                 "upstream-workflows",
@@ -405,7 +413,7 @@ def render(
     project_id: str,
     region: str,
     cluster_id: str,
-    upstream: Mapping[str, str] | None = None,
+    upstream: Mapping[str, UpstreamTarget] | None = None,
     folder: str = "",
 ) -> FlowPlan:
     """``folder`` is the target folder the workflow's own folder is placed under."""

@@ -6,6 +6,7 @@ import pytest
 
 from migrator.errors import TranslationError
 from migrator.model import Workflow
+from migrator.providers.base import UpstreamTarget
 from migrator.providers.dataworks.render import node_id, render, workflow_id
 
 WF = {
@@ -143,10 +144,22 @@ def test_unscheduled_is_manual() -> None:
 
 def test_upstream_workflows_become_dependencies_of_entry_nodes() -> None:
     body = {**WF, "upstream": ["emr:F-9", "missing_one"]}
-    _, spec, warnings = render(Workflow.model_validate(body), upstream={"emr:F-9": "1234567890123456789"})
+    up = {"emr:F-9": UpstreamTarget("emr:F-9", "ods_orders", "1234567890123456789")}
+    _, spec, warnings = render(Workflow.model_validate(body), upstream=up)
     flow = spec["spec"]["workflows"][0]
     deps = {d["nodeId"]: [x["output"] for x in d["depends"]] for d in flow["dependencies"]}
     nodes = {n["name"]: n["id"] for n in flow["nodes"]}
     assert deps[nodes["extract"]] == ["1234567890123456789"], "the entry node waits for the upstream workflow"
     assert deps[nodes["transform"]] == [nodes["extract"]]
     assert any(w.startswith("upstream-workflows") and "'missing_one'" in w for w in warnings)
+
+
+def test_task_level_links_gate_the_named_nodes() -> None:
+    body = {**WF, "upstream": [{"workflow": "emr:F-9", "task": "load", "gates": ["check"]}]}
+    up = {"emr:F-9": UpstreamTarget("emr:F-9", "ods_orders", "1234567890123456789")}
+    _, spec, _ = render(Workflow.model_validate(body), upstream=up)
+    flow = spec["spec"]["workflows"][0]
+    deps = {d["nodeId"]: [x["output"] for x in d["depends"]] for d in flow["dependencies"]}
+    nodes = {n["name"]: n["id"] for n in flow["nodes"]}
+    assert deps[nodes["check"]] == [nodes["transform"], node_id("emr:F-9", "load")]
+    assert nodes["extract"] not in deps, "only the gated task waits"

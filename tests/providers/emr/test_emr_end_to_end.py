@@ -60,7 +60,7 @@ def expected_after_emr(wf: Workflow, flow_ids: dict[str, str]) -> dict[str, Any]
     record["source"] = {"system": "emr", "id": flow_ids[wf.key]}
     record["owners"] = []
     record["parameters"] = {}
-    record["upstream"] = [f"emr:{flow_ids[u]}" for u in wf.upstream]
+    record["upstream"] = [f"emr:{flow_ids[u]}" for u in wf.upstream_workflows()]
     record["alerts"]["channels"] = []
     for task, original in zip(record["tasks"], wf.tasks, strict=True):
         task["parameters"] = {**wf.parameters, **original.parameters}
@@ -160,7 +160,7 @@ def test_an_emr_dump_of_200_flows_lands_in_dataworks_with_every_edge_and_schedul
             command = nodes[task.name]["script"]["runtime"]["command"]
             assert command == EMR_TO_DATAWORKS.get(task.kind, "EMR_SHELL"), (key, task.name, task.kind)
         depends = {d["nodeId"]: {x["output"] for x in d["depends"]} for d in spec["dependencies"]}
-        parents = {workflow_id(f"emr:{flow_ids[u]}") for u in wf.upstream}
+        parents = {workflow_id(f"emr:{flow_ids[u]}") for u in wf.upstream_workflows()}
         for task in wf.tasks:
             inner = {node_id(key, up) for up in wf.upstream_of(task.name)}
             assert depends.get(node_id(key, task.name), set()) == (inner or parents), (key, task.name)

@@ -22,8 +22,9 @@ from pydantic import SecretStr
 from migrator import sample
 from migrator.config import ProviderConfig
 from migrator.inventory import Entry
-from migrator.model import Alerts, Source, TaskKind, Workflow
+from migrator.model import Alerts, Dependency, Source, TaskKind, Workflow
 from migrator.providers.acs import AcsClient
+from migrator.providers.base import UpstreamTarget
 from migrator.providers.emr import render as emr_render
 from migrator.providers.emr.read import (
     EmrDocumentError,
@@ -95,8 +96,9 @@ class Emr:
 
     async def create(self, wf: Workflow, upstream: Mapping[str, str]) -> str:
         """Jobs, then the flow over them, then (unless paused) the schedule: as a migration does."""
+        targets = {ref: UpstreamTarget(ref, ref, flow_id) for ref, flow_id in upstream.items()}
         plan = emr_render.render(
-            wf, project_id=self.project, region=self.region, cluster_id=self.cluster, upstream=upstream
+            wf, project_id=self.project, region=self.region, cluster_id=self.cluster, upstream=targets
         )
         job_ids = {}
         for job in plan.jobs:
@@ -177,7 +179,7 @@ def expected_back(wf: Workflow, flow_id: str, created: Mapping[str, str]) -> Wor
         update={
             "source": Source(system="emr", id=flow_id),  # EMR assigns the id
             "parameters": {},
-            "upstream": tuple(f"emr:{created[key]}" for key in wf.upstream),
+            "upstream": tuple(Dependency(workflow=f"emr:{created[key]}") for key in wf.upstream_workflows()),
             "tasks": tasks,
             "edges": tuple(dict.fromkeys(wf.edges)),
         }
@@ -393,7 +395,7 @@ def test_flow_fields_read_from_either_spelling_and_list_shape() -> None:
     wf = workflow_from_emr(api_flow, api_jobs, folder="/a/b/", system="emr-old")
     assert wf.key == "emr-old:F-1"
     assert wf.folder == "a/b"
-    assert wf.upstream == ("emr-old:F-0",)
+    assert wf.upstream_workflows() == ["emr-old:F-0"]
     assert wf.schedule is not None
     assert wf.schedule.paused
     assert wf.schedule.start == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
@@ -629,7 +631,7 @@ def test_a_migrationx_dump_written_by_hand_reads_as_its_flows(tmp_path: Path) ->
     weekly, empty = read_export([tmp_path / "2024_05_01_10_00_00"])
     assert weekly.workflow is not None, weekly.error
     wf = weekly.workflow
-    assert (wf.key, wf.folder, wf.upstream) == ("emr:F-W", "warehouse/ods", ("emr:F-UP",))
+    assert (wf.key, wf.folder, wf.upstream_workflows()) == ("emr:F-W", "warehouse/ods", ["emr:F-UP"])
     assert wf.schedule is not None
     assert wf.schedule.cron == "0 0 3 ? * 1"  # DataWorks' 7 (Sunday) is Quartz's 1
     assert not wf.schedule.paused

@@ -93,7 +93,7 @@ async def test_each_workflow_is_one_flow_over_its_own_jobs(
         assert inner == {(e.upstream, e.downstream) for e in wf.edges}
         for node_id, label in labels.items():
             assert jobs[by_node[node_id]["attribute"]["jobId"]]["name"] == f"{wf.name}.{label}"
-        assert sorted(flow.get("parent_flows") or []) == sorted(flow_ids[u] for u in wf.upstream)
+        assert sorted(flow.get("parent_flows") or []) == sorted(flow_ids[u] for u in wf.upstream_workflows())
         path, cat = [], flow.get("category_id")
         while cat:
             path.append(categories[cat]["name"])
