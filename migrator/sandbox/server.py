@@ -43,6 +43,9 @@ class SandboxHandle:
 def _credentials(kind: str, settings: SandboxSettings) -> dict[str, str]:
     if kind in ALIBABA_KINDS:
         return {"access_key_id": settings.access_key_id, "access_key_secret": settings.access_key_secret}
+    if kind == "enos":  # APIM: the app key and secret, plus the user and org every batch call names
+        identity = registry.plugin(kind).sandbox_identity(settings)
+        return {"app_key": settings.access_key_id, "app_secret": settings.access_key_secret, **identity}
     return {}
 
 
