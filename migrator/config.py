@@ -127,6 +127,7 @@ class SourceConfig(_Strict):
 class TargetConfig(_Strict):
     provider: str
     folder: str = Field(default="", description="folder at the target under which source folders are placed")
+    submitter: str | None = Field(default=None, description="EnOS: the big-data account flows run as (doAs)")
 
 
 class JobConfig(_Strict):

@@ -46,8 +46,13 @@ class Flow:
         delay = self.rng.uniform(0, min(self.max_delay, self.base_delay * 2**retry))
         return max(delay, floor or 0.0)
 
-    async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn`` under the limit, retrying retryable provider errors."""
+    async def call(self, what: str, fn: Callable[[], Awaitable[T]], *, attempts: int | None = None) -> T:
+        """Run ``fn`` under the limit, retrying retryable provider errors.
+
+        ``attempts=1`` is for calls that must never be repeated blindly (a non-idempotent create):
+        the caller decides what an unanswered one means.
+        """
+        limit = attempts or self.max_attempts
         attempt = 0
         while True:
             attempt += 1
@@ -55,7 +60,7 @@ class Flow:
                 async with self.limiter:
                     return await fn()
             except ProviderError as exc:
-                if not exc.retryable or attempt >= self.max_attempts:
+                if not exc.retryable or attempt >= limit:
                     raise
                 delay = self.backoff(attempt - 1, exc.retry_after)
                 self.retries += 1

@@ -1,0 +1,368 @@
+"""The EnOS Batch Processing v2.1 Provider: APIM-signed calls, name-checked imports, directories.
+
+Every call carries an APIM access token and a signature over its query and exact body bytes.
+The token is fetched once, refreshed a minute before it expires and whenever the gateway says it
+has (1203), under a lock so concurrent calls share one token; each token request uses a fresh
+timestamp, since the service rejects a repeated ``encryption`` (1001).
+
+``import`` is not idempotent (a repeat makes a second flow, or fails on the duplicate name), so
+it is never retried blindly: the flow is looked up by name before it is created, and again after
+any answer that leaves it unknown whether it was (62109, a timeout, a reset); what is found is
+adopted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import aiohttp
+import anyio
+from yarl import URL
+
+from migrator.auth import apim
+from migrator.config import ProviderConfig, TargetConfig
+from migrator.engine.flow import Flow
+from migrator.errors import ConfigError, ProviderError
+from migrator.inventory import Entry
+from migrator.model import Workflow
+from migrator.providers.base import Found, Parts, Polled, Rendered, Submitted, UpstreamTarget
+from migrator.providers.enos.read import EnosDocumentError, workflow_from_enos
+from migrator.providers.enos.render import FlowPlan, render
+from migrator.store import Item, State
+
+SERVICE = "/batch-processing-service/v2.1"
+TOKEN_SERVICE = "/apim-token-service/v2.0/token"
+REFRESH_MARGIN = 60.0
+EXPIRED = "1203"
+#: Codes worth another attempt (gateway overload, token service hiccups, internal errors).
+RETRYABLE = frozenset({"429", "503", "504", "1005", "62109", "Transport", "Timeout"})
+#: Answers after which an import may or may not have created the flow.
+AMBIGUOUS = frozenset({"62109", "Transport", "Timeout", "504"})
+
+
+class ApimClient:
+    """Signs and sends one call; turns the ``{code, msg, data}`` envelope into data or an error."""
+
+    def __init__(self, cfg: ProviderConfig, session: aiohttp.ClientSession) -> None:
+        if not cfg.endpoint or cfg.access_key_id is None or cfg.access_key_secret is None:
+            raise ConfigError(
+                f"provider {cfg.name!r}: endpoint and credentials (app key and secret) are required"
+            )
+        if not cfg.user_id or not cfg.org_id:
+            raise ConfigError(f"provider {cfg.name!r}: user_id and org_id are required")
+        endpoint = cfg.endpoint if "://" in cfg.endpoint else f"https://{cfg.endpoint}"
+        self._base = endpoint.rstrip("/")
+        self._cfg = cfg
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=cfg.timeout)
+        self._token: str | None = None
+        self._renew_at = 0.0
+        self._token_lock = anyio.Lock()
+        self._last_ms = 0
+        self.refreshes = 0
+        assert urlsplit(endpoint).netloc
+
+    def _timestamp(self) -> str:
+        """Epoch ms, strictly increasing: the token service refuses a repeated encryption."""
+        self._last_ms = max(int(time.time() * 1000), self._last_ms + 1)
+        return str(self._last_ms)
+
+    async def _post_json(
+        self, path: str, body: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> dict[str, Any]:
+        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        return await self._send("POST", URL(f"{self._base}{path}"), raw, headers)
+
+    async def _send(self, method: str, url: URL, raw: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            async with self._session.request(
+                method, url, data=raw or None, headers=dict(headers), timeout=self._timeout
+            ) as resp:
+                status, text = resp.status, await resp.read()
+                retry_after = resp.headers.get("Retry-After")
+        except TimeoutError:
+            raise ProviderError(
+                "Timeout", f"{url.path}: no answer within {self._cfg.timeout}s", retryable=True
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError(
+                "Transport", f"{url.path}: {type(exc).__name__}: {exc}", retryable=True
+            ) from None
+        try:
+            data: dict[str, Any] = json.loads(text) if text else {}
+        except ValueError:
+            raise ProviderError(
+                str(status),
+                f"{url.path}: HTTP {status} with a body that is not JSON",
+                status=status,
+                retryable=str(status) in RETRYABLE,
+            ) from None
+        if status >= 400:
+            code = str(data.get("code") or data.get("status") or status)
+            raise ProviderError(
+                code,
+                str(data.get("msg") or ""),
+                status=status,
+                request_id=data.get("requestId"),
+                retryable=code in RETRYABLE or str(status) in RETRYABLE,
+                retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+            )
+        return data
+
+    async def token(self, *, stale: str | None = None) -> str:
+        """A valid access token, renewed before it expires or when ``stale`` was found expired.
+
+        Concurrent callers that saw the same expired token renew it once: whoever comes second
+        finds a newer token and uses it.
+        """
+        async with self._token_lock:
+            fresh = self._token is not None and self._token != stale
+            if fresh and time.time() < self._renew_at:
+                assert self._token is not None
+                return self._token
+            if self._token is not None:
+                try:
+                    return await self._fetch("refresh")
+                except ProviderError:
+                    self._token = None  # the refresh was refused: start over with a new token
+            return await self._fetch("get")
+
+    async def _fetch(self, kind: str) -> str:
+        ak, sk = self._cfg.access_key_id, self._cfg.access_key_secret
+        assert ak is not None
+        assert sk is not None
+        stamp = self._timestamp()
+        body: dict[str, Any] = {
+            "appKey": ak.get_secret_value(),
+            "encryption": apim.encryption(ak.get_secret_value(), stamp, sk.get_secret_value()),
+            "timestamp": stamp,
+        }
+        if kind == "refresh":
+            body["accessToken"] = self._token
+            self.refreshes += 1
+        answer = await self._post_json(
+            f"{TOKEN_SERVICE}/{kind}", body, {"content-type": "application/json;charset=UTF-8"}
+        )
+        if answer.get("status", answer.get("code")) != 0:
+            code = str(answer.get("status", answer.get("code")))
+            raise ProviderError(
+                code, f"token service: {answer.get('msg') or 'refused'}", retryable=code == "1005"
+            )
+        data = answer.get("data") or {}
+        self._token = str(data["accessToken"])
+        lifetime = float(data.get("expire") or 0)
+        # Renew a minute early (a tenth of the lifetime for short-lived tokens), so that calls in
+        # flight do not meet an expired token; one that still does gets 1203 and is sent again.
+        self._renew_at = time.time() + lifetime - min(REFRESH_MARGIN, lifetime / 10)
+        return self._token
+
+    async def call(
+        self,
+        resource: str,
+        action: str,
+        *,
+        method: str = "GET",
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
+        """One signed call; an expired token is renewed and the call signed and sent again."""
+        stale: str | None = None
+        for renewed in (False, True):
+            token = await self.token(stale=stale)
+            params = {
+                "action": action,
+                "userId": str(self._cfg.user_id),
+                "orgId": str(self._cfg.org_id),
+                **(query or {}),
+            }
+            raw = (
+                b"" if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            )
+            secret = self._cfg.access_key_secret
+            assert secret is not None
+            headers = apim.sign(token, params.items(), raw, self._timestamp(), secret.get_secret_value())
+            headers["content-type"] = "application/json;charset=UTF-8"
+            url = URL(f"{self._base}{SERVICE}/{resource}?{urlencode(params, quote_via=quote)}", encoded=True)
+            answer = await self._send(method, url, raw, headers)
+            code = str(answer.get("code", answer.get("status", 0)))
+            if code == "0":
+                return answer.get("data")
+            if code == EXPIRED and not renewed:
+                stale = token
+                continue
+            raise ProviderError(
+                code,
+                str(answer.get("msg") or ""),
+                request_id=answer.get("requestId"),
+                retryable=code in RETRYABLE,
+            )
+        raise AssertionError("unreachable")
+
+
+class Enos:
+    """The Provider for one EnOS organization, acting as one user."""
+
+    kind = "enos"
+
+    def __init__(self, cfg: ProviderConfig, session: aiohttp.ClientSession) -> None:
+        self.client = ApimClient(cfg, session)
+        self.flow = Flow(concurrency=cfg.concurrency, max_attempts=cfg.max_attempts)
+        self._dirs: dict[str, dict[str, Any]] = {}  # path -> its node in the directory tree
+        self._dir_locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
+        self._tree: list[dict[str, Any]] | None = None
+
+    async def _call(self, resource: str, action: str, *, retry: bool = True, **kw: Any) -> Any:
+        attempts = None if retry else 1
+        return await self.flow.call(
+            f"{resource}.{action}", lambda: self.client.call(resource, action, **kw), attempts=attempts
+        )
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def render(
+        self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, UpstreamTarget]
+    ) -> Rendered:
+        plan = render(workflow, upstream=upstream, folder=target.folder, submitter=target.submitter or "")
+        return Rendered(None, plan, plan.warnings)
+
+    async def submit(self, rendered: Rendered, parts: Parts) -> Submitted:
+        plan: FlowPlan = rendered.payload
+        known = parts.get("flow")
+        if known is not None and known.state is State.DONE and known.target_id:
+            flow_id = known.target_id
+        else:
+            flow_id = await self._import(plan, parts)
+        switch = "disable" if plan.paused else "enable"
+        await self._call("flows", switch, method="POST", body={"flowId": int(flow_id)})
+        return Submitted(flow_id)
+
+    async def _import(self, plan: FlowPlan, parts: Parts) -> str:
+        found = await self.find(plan.name)
+        if found:
+            await parts.done("flow", found)
+            return found
+        dir_id = await self.directory(plan.folder)
+        await parts.begin("flow")
+        try:
+            data = await self._call(
+                "flows", "import", method="POST", retry=False, body={**plan.body, "dirId": dir_id}
+            )
+        except ProviderError as exc:
+            if exc.code not in AMBIGUOUS:
+                raise
+            found = await self.find(plan.name)  # did the import create it before failing?
+            if not found:
+                raise
+            flow_id = found
+        else:
+            flow_id = str(data["flowId"])
+        await parts.done("flow", flow_id)
+        return flow_id
+
+    async def find(self, name: str) -> str | None:
+        """The id of this user's flow called ``name`` (names are unique per owner), if any."""
+        listed = await self._call("flows", "getMyFlow", query={"expression": name}) or []
+        for flow in listed:
+            if flow.get("flowName") == name:
+                return str(flow["flowId"])
+        return None
+
+    async def _dir_tree(self) -> list[dict[str, Any]]:
+        if self._tree is None:
+            self._tree = list(await self._call("directories", "listWorkFlowDirs") or [])
+        return self._tree
+
+    async def directory(self, path: str) -> str:
+        """The id of workflow directory ``path`` under the root, created level by level if missing."""
+        tree = await self._dir_tree()
+        if not tree:
+            raise ProviderError("62102", "no workflow root directory is visible to this user")
+        node: dict[str, Any] = tree[0]
+        walked = ""
+        for name in (p for p in path.split("/") if p):
+            walked = f"{walked}/{name}"
+            async with self._dir_locks[walked]:
+                if walked not in self._dirs:
+                    children = node.setdefault("children", [])
+                    child = next(
+                        (c for c in children if c.get("isDirectory") and c.get("title") == name), None
+                    )
+                    if child is None:
+                        body = {"parentId": str(node["key"]), "dirName": name}
+                        created = await self._call("directories", "create", method="POST", body=body)
+                        child = {"title": name, "key": created["dirId"], "isDirectory": True, "children": []}
+                        children.append(child)
+                    self._dirs[walked] = child
+            node = self._dirs[walked]
+        return str(node["key"])
+
+    async def poll(self, remote_job_id: str) -> Polled:
+        raise ProviderError("Unsupported", "EnOS imports are synchronous; there is no job to poll")
+
+    async def reconcile(self, item: Item) -> Found | None:
+        """Always resubmit: the submit looks the flow up by name before it imports anything."""
+        return None
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def _folders(self) -> dict[str, str]:
+        """flowId -> directory path, from the directory tree (files are listed under their folder)."""
+        found: dict[str, str] = {}
+
+        def walk(nodes: list[dict[str, Any]], path: str) -> None:
+            for node in nodes:
+                if node.get("isDirectory"):
+                    title = str(node.get("title"))
+                    walk(node.get("children") or [], f"{path}/{title}" if path else title)
+                else:
+                    found[str(node.get("key"))] = path
+
+        tree = await self._call("directories", "listWorkFlowDirs") or []
+        for root in tree:
+            walk(root.get("children") or [], "")
+        return found
+
+    async def documents(self) -> AsyncIterator[tuple[str, str, dict[str, Any]]]:
+        """This user's flows as (flowId, folder, Flow Struct with the ``active`` flag of ``get``)."""
+        folders = await self._folders()
+        for listed in await self._call("flows", "getMyFlow") or []:
+            flow_id = str(listed["flowId"])
+            struct = await self._call("flows", "export", query={"flowId": flow_id})
+            info = await self._call("flows", "get", query={"flowId": flow_id})
+            yield flow_id, folders.get(flow_id, ""), {**struct, "active": info.get("active")}
+
+    async def snapshot(self, directory: Path) -> int:
+        """One ``{flowId, folder, flow}`` document per flow (``enos-export`` reads them); 0600 files."""
+        await anyio.Path(directory).mkdir(mode=0o700, parents=True, exist_ok=True)
+        count = 0
+        async for flow_id, folder, struct in self.documents():
+            doc = json.dumps(
+                {"flowId": flow_id, "folder": folder, "flow": struct}, ensure_ascii=False, indent=1
+            )
+            fd = os.open(directory / f"{flow_id}.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8") as fh:  # noqa: ASYNC230 - one small local file per flow
+                fh.write(doc)
+            count += 1
+        return count
+
+    async def listing(self) -> AsyncIterator[Entry]:
+        """This user's flows as canonical workflows."""
+        async for flow_id, folder, struct in self.documents():
+            origin = f"enos:{flow_id}"
+            try:
+                wf = workflow_from_enos(struct, folder=folder, flow_id=flow_id)
+            except EnosDocumentError as exc:
+                yield Entry(origin, origin, str(struct.get("name") or "?"), error=f"{origin}: {exc}")
+                continue
+            yield Entry(origin, wf.key, wf.name, workflow=wf)
+
+
+def connect(cfg: ProviderConfig, session: aiohttp.ClientSession) -> Enos:
+    return Enos(cfg, session)
