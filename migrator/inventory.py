@@ -13,14 +13,15 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import ijson
 from pydantic import ValidationError
 
 from migrator.model import Workflow
 
-SUFFIXES = (".jsonl", ".ndjson", ".json")
+LINE_SUFFIXES = (".jsonl", ".ndjson")
+SUFFIXES = (*LINE_SUFFIXES, ".json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,37 +69,60 @@ def _entry(obj: Any, origin: str) -> Entry:
     return Entry(origin, wf.key, wf.name, workflow=wf)
 
 
-def _read_lines(path: Path) -> Iterator[Entry]:
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One JSON value read from a file, or why it could not be: ``origin`` is file:line or file[index]."""
+
+    origin: str
+    value: Any = None
+    error: str | None = None
+
+
+def _first_byte(fh: BinaryIO) -> bytes:
+    while True:
+        byte = fh.read(1)
+        if not byte or not byte.isspace():
+            fh.seek(0)
+            return byte
+
+
+def documents(path: Path) -> Iterator[Document]:
+    """Every JSON value of a file, streamed: one per line (``.jsonl``), or an array's items, or one.
+
+    Shared by every reader of JSON files (canonical inventories, provider export files), so that
+    memory stays flat and a bad record is reported the same way everywhere. Parser messages are
+    cut to their first line: later lines quote the file, which may hold secrets.
+    """
     with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            origin = f"{path}:{number}"
+        if path.suffix in LINE_SUFFIXES:
+            for number, raw in enumerate(fh, start=1):
+                line, origin = raw.strip(), f"{path}:{number}"
+                if not line:
+                    continue
+                try:
+                    yield Document(origin, json.loads(line))
+                except json.JSONDecodeError as exc:
+                    yield Document(origin, error=f"malformed JSON ({exc.msg} at column {exc.colno})")
+                except UnicodeDecodeError:
+                    yield Document(origin, error="not UTF-8 text")
+            return
+        if _first_byte(fh) != b"[":
             try:
-                obj = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield Entry(origin, origin, "?", error=f"{origin}: malformed JSON: {exc}")
-                continue
-            yield _entry(obj, origin)
-
-
-def _read_array(path: Path) -> Iterator[Entry]:
-    index = -1
-    with path.open("rb") as fh:
+                yield Document(str(path), json.load(fh))
+            except json.JSONDecodeError as exc:
+                yield Document(str(path), error=f"malformed JSON ({exc.msg} at line {exc.lineno})")
+            except UnicodeDecodeError:
+                yield Document(str(path), error="not UTF-8 text")
+            return
+        index = -1
         try:
-            for index, obj in enumerate(ijson.items(fh, "item", use_float=True)):
-                yield _entry(obj, f"{path}[{index}]")
+            for index, value in enumerate(ijson.items(fh, "item", use_float=True)):
+                yield Document(f"{path}[{index}]", value)
         except ijson.JSONError as exc:
-            # Only the first line: the parser's later lines quote the file, which may hold secrets.
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            origin = f"{path}[{index + 1}]"
-            yield Entry(
-                origin,
-                origin,
-                "?",
-                error=f"{origin}: malformed JSON after record {index}: {first}; "
-                "the rest of this file was not read",
+            yield Document(
+                f"{path}[{index + 1}]",
+                error=f"malformed JSON after record {index}: {first}; the rest of this file was not read",
             )
 
 
@@ -110,7 +134,9 @@ def read(paths: Iterable[Path]) -> Iterator[Entry]:
         elif not path.exists():
             origin = str(path)
             yield Entry(origin, origin, "?", error=f"{path}: inventory file not found")
-        elif path.suffix == ".json":
-            yield from _read_array(path)
         else:
-            yield from _read_lines(path)
+            for doc in documents(path):
+                if doc.error is not None:
+                    yield Entry(doc.origin, doc.origin, "?", error=f"{doc.origin}: {doc.error}")
+                else:
+                    yield _entry(doc.value, doc.origin)

@@ -19,6 +19,7 @@ from yarl import URL
 from migrator.auth import acs
 from migrator.config import ProviderConfig
 from migrator.errors import ConfigError, ProviderError
+from migrator.providers.transport import send
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -106,21 +107,10 @@ class AcsClient:
             f"{self._base}/?{urlencode(params, quote_via=quote)}" if params else f"{self._base}/",
             encoded=True,
         )
-        try:
-            async with self._session.request(
-                method, url, data=body or None, headers=headers, timeout=self._timeout
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after = _retry_after(resp.headers)
-        except TimeoutError:
-            raise ProviderError(
-                "Timeout", f"{action}: no answer within {self._cfg.timeout}s", retryable=True
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(
-                "Transport", f"{action}: {type(exc).__name__}: {exc}", retryable=True
-            ) from None
+        answer = await send(
+            self._session, method, url, body=body, headers=headers, limits=self._timeout, what=action
+        )
+        raw, status, retry_after = answer.body, answer.status, _retry_after(answer.headers)
         try:
             data: dict[str, Any] = json.loads(raw) if raw else {}
         except ValueError:

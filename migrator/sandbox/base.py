@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from migrator.sandbox.storage import SandboxStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,3 +30,18 @@ class SandboxSettings:
     token_ttl: float = 7200.0
     faults: Mapping[str, float] = field(default_factory=dict)
     """Named fault probabilities a sandbox understands, e.g. ``{"import_lost_answer": 0.3}``."""
+
+
+def sandbox_app(
+    store: SandboxStore, objects: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.Application:
+    """The application every sandbox starts from: ``GET /_sandbox/objects``, and its store closed
+    when the application is."""
+    app = web.Application()
+    app.router.add_get("/_sandbox/objects", objects)
+
+    async def close(_app: web.Application) -> None:
+        store.close()
+
+    app.on_cleanup.append(close)
+    return app

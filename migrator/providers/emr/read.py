@@ -40,13 +40,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from zoneinfo import ZoneInfo
 
-import ijson
 from pydantic import ValidationError
 
-from migrator.inventory import Entry
+from migrator.inventory import LINE_SUFFIXES, Entry, documents
 from migrator.model import FailureAction, TaskKind, Workflow
 from migrator.providers.emr.render import (
     DEFAULT_TIMEZONE,
@@ -80,7 +79,6 @@ FLOW_DIR, JOB_DIR, JSON_EXT, DETAIL_EXT = "flow", "job", ".json", ".detail"
 PACKAGE_INFO = ".package_info.txt"
 PACKAGE_TYPE = "ALIYUN_EMR"
 EXPORTER = "migrator"
-LINE_SUFFIXES = (".jsonl", ".ndjson")
 
 _ZONE = ZoneInfo(DEFAULT_TIMEZONE)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -694,67 +692,12 @@ def _document(doc: Any, origin: str, system: str) -> Entry:
     return _entry(origin, flow, jobs, folder or "", system)
 
 
-def _read_lines(path: Path, system: str) -> Iterator[Entry]:
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            origin = f"{path}:{number}"
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield Entry(
-                    origin, origin, "?", error=f"{origin}: malformed JSON ({exc.msg} at column {exc.colno})"
-                )
-                continue
-            except UnicodeDecodeError:
-                yield Entry(origin, origin, "?", error=f"{origin}: not UTF-8 text")
-                continue
-            yield _document(doc, origin, system)
-
-
-def _first_byte(fh: BinaryIO) -> bytes:
-    while True:
-        byte = fh.read(1)
-        if not byte or not byte.isspace():
-            fh.seek(0)
-            return byte
-
-
-def _read_json(path: Path, system: str) -> Iterator[Entry]:
-    """An array of documents, read item by item, or one document."""
-    with path.open("rb") as fh:
-        if _first_byte(fh) != b"[":
-            try:
-                doc = json.load(fh)
-            except json.JSONDecodeError as exc:
-                origin = str(path)
-                yield Entry(
-                    origin, origin, "?", error=f"{origin}: malformed JSON ({exc.msg} at line {exc.lineno})"
-                )
-                return
-            except UnicodeDecodeError:
-                origin = str(path)
-                yield Entry(origin, origin, "?", error=f"{origin}: not UTF-8 text")
-                return
-            yield _document(doc, str(path), system)
-            return
-        index = -1
-        try:
-            for index, doc in enumerate(ijson.items(fh, "item", use_float=True)):
-                yield _document(doc, f"{path}[{index}]", system)
-        except ijson.JSONError as exc:
-            # Only the first line: the parser's later lines quote the file, which may hold secrets.
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            origin = f"{path}[{index + 1}]"
-            yield Entry(
-                origin,
-                origin,
-                "?",
-                error=f"{origin}: malformed JSON after document {index}: {first}; "
-                "the rest of this file was not read",
-            )
+def _read_file(path: Path, system: str) -> Iterator[Entry]:
+    for doc in documents(path):
+        if doc.error is not None:
+            yield Entry(doc.origin, doc.origin, "?", error=f"{doc.origin}: {doc.error}")
+        else:
+            yield _document(doc.value, doc.origin, system)
 
 
 def _is_project(directory: Path) -> bool:
@@ -817,10 +760,8 @@ def read_export(paths: Sequence[Path], *, system: str = "emr") -> Iterator[Entry
         elif not path.exists():
             origin = str(path)
             yield Entry(origin, origin, "?", error=f"{origin}: export file not found")
-        elif path.suffix in LINE_SUFFIXES:
-            yield from _read_lines(path, system)
         else:
-            yield from _read_json(path, system)
+            yield from _read_file(path, system)
 
 
 # --- writing the MigrationX layout ----------------------------------------------------------------

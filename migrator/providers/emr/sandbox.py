@@ -35,7 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from migrator.sandbox.acs import AcsError, AcsGateway, Call, json_response
-from migrator.sandbox.base import SandboxSettings
+from migrator.sandbox.base import SandboxSettings, sandbox_app
 from migrator.sandbox.storage import SandboxStore
 
 VERSION = "2016-04-08"
@@ -92,14 +92,8 @@ def create_app(settings: SandboxSettings) -> web.Application:
         credentials={settings.access_key_id: settings.access_key_secret},
         latency=settings.latency,
     )
-    app = web.Application()
+    app = sandbox_app(store, service.objects)
     gateway.install(app)
-    app.router.add_get("/_sandbox/objects", service.objects)
-
-    async def close(_app: web.Application) -> None:
-        store.close()
-
-    app.on_cleanup.append(close)
     return app
 
 

@@ -35,6 +35,7 @@ from migrator.model import Workflow
 from migrator.providers.base import Found, Parts, Polled, Rendered, Submitted, UpstreamTarget
 from migrator.providers.enos.read import EnosDocumentError, workflow_from_enos
 from migrator.providers.enos.render import FlowPlan, render
+from migrator.providers.transport import send
 from migrator.store import Item, State
 
 SERVICE = "/batch-processing-service/v2.1"
@@ -81,20 +82,11 @@ class ApimClient:
         return await self._send("POST", URL(f"{self._base}{path}"), raw, headers)
 
     async def _send(self, method: str, url: URL, raw: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
-        try:
-            async with self._session.request(
-                method, url, data=raw or None, headers=dict(headers), timeout=self._timeout
-            ) as resp:
-                status, text = resp.status, await resp.read()
-                retry_after = resp.headers.get("Retry-After")
-        except TimeoutError:
-            raise ProviderError(
-                "Timeout", f"{url.path}: no answer within {self._cfg.timeout}s", retryable=True
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(
-                "Transport", f"{url.path}: {type(exc).__name__}: {exc}", retryable=True
-            ) from None
+        answer = await send(
+            self._session, method, url, body=raw, headers=headers, limits=self._timeout, what=url.path
+        )
+        status, text = answer.status, answer.body
+        retry_after = answer.headers.get("Retry-After")
         try:
             data: dict[str, Any] = json.loads(text) if text else {}
         except ValueError:

@@ -27,13 +27,12 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from zoneinfo import ZoneInfo
 
-import ijson
 from pydantic import ValidationError
 
-from migrator.inventory import Entry
+from migrator.inventory import LINE_SUFFIXES, Entry, documents
 from migrator.model import TaskKind, Workflow
 from migrator.providers.enos.render import (
     ALERT_BITS,
@@ -50,7 +49,6 @@ __all__ = ["EnosDocumentError", "read_export", "workflow_from_enos"]
 
 #: EnOS task ``type`` -> canonical kind (render's table inverted; COMMAND placeholders read as shell).
 KINDS: dict[str, TaskKind] = {enos: kind for kind, enos in TYPES.items()}
-LINE_SUFFIXES = (".jsonl", ".ndjson")
 JSON_SUFFIX = ".json"
 _ZONE = ZoneInfo(DEFAULT_TIMEZONE)
 
@@ -364,57 +362,12 @@ def _document(doc: Any, origin: str, system: str) -> Entry:
     return Entry(origin, wf.key, wf.name, workflow=wf)
 
 
-def _read_lines(path: Path, system: str) -> Iterator[Entry]:
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            origin = f"{path}:{number}"
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield _error(origin, None, "?", f"malformed JSON ({exc.msg} at column {exc.colno})")
-                continue
-            except UnicodeDecodeError:
-                yield _error(origin, None, "?", "not UTF-8 text")
-                continue
-            yield _document(doc, origin, system)
-
-
-def _first_byte(fh: BinaryIO) -> bytes:
-    while True:
-        byte = fh.read(1)
-        if not byte or not byte.isspace():
-            fh.seek(0)
-            return byte
-
-
-def _read_json(path: Path, system: str) -> Iterator[Entry]:
-    """An array of documents, read item by item, or one document."""
-    origin = str(path)
-    with path.open("rb") as fh:
-        if _first_byte(fh) != b"[":
-            try:
-                doc = json.load(fh)
-            except json.JSONDecodeError as exc:
-                yield _error(origin, None, "?", f"malformed JSON ({exc.msg} at line {exc.lineno})")
-                return
-            except UnicodeDecodeError:
-                yield _error(origin, None, "?", "not UTF-8 text")
-                return
-            yield _document(doc, origin, system)
-            return
-        index = -1
-        try:
-            for index, doc in enumerate(ijson.items(fh, "item", use_float=True)):
-                yield _document(doc, f"{path}[{index}]", system)
-        except ijson.JSONError as exc:
-            # Only the first line: the parser's later lines quote the file, which may hold secrets.
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            at = f"{path}[{index + 1}]"
-            message = f"malformed JSON after document {index}: {first}; the rest of the file was not read"
-            yield _error(at, None, "?", message)
+def _read_file(path: Path, system: str) -> Iterator[Entry]:
+    for doc in documents(path):
+        if doc.error is not None:
+            yield Entry(doc.origin, doc.origin, "?", error=f"{doc.origin}: {doc.error}")
+        else:
+            yield _document(doc.value, doc.origin, system)
 
 
 def _files(directory: Path) -> list[Path]:
@@ -434,7 +387,5 @@ def read_export(paths: Sequence[Path], *, system: str = "enos") -> Iterator[Entr
             yield from read_export(files, system=system)
         elif not path.exists():
             yield _error(origin, None, "?", "export file not found")
-        elif path.suffix in LINE_SUFFIXES:
-            yield from _read_lines(path, system)
         else:
-            yield from _read_json(path, system)
+            yield from _read_file(path, system)

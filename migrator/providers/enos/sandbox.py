@@ -45,7 +45,7 @@ import anyio
 from aiohttp import web
 
 from migrator.auth import apim
-from migrator.sandbox.base import SandboxSettings
+from migrator.sandbox.base import SandboxSettings, sandbox_app
 from migrator.sandbox.storage import SandboxStore
 
 USER_ID = "u15426865866571"
@@ -83,18 +83,12 @@ def identity(settings: SandboxSettings) -> dict[str, str]:
 def create_app(settings: SandboxSettings) -> web.Application:
     store = SandboxStore(settings.data_path)
     service = _EnOS(store, settings)
-    app = web.Application()
+    app = sandbox_app(store, service.objects)
     app.router.add_post(f"{TOKEN_BASE}/get", service.token_get)
     app.router.add_post(f"{TOKEN_BASE}/refresh", service.token_refresh)
     for resource in service.routes:
         app.router.add_route("*", f"{BASE}/{resource}", service.batch)
-    app.router.add_get("/_sandbox/objects", service.objects)
     app.router.add_get("/_sandbox/calls", service.calls)
-
-    async def close(_app: web.Application) -> None:
-        store.close()
-
-    app.on_cleanup.append(close)
     return app
 
 

@@ -733,5 +733,5 @@ async def test_bad_documents_become_error_entries_and_the_rest_is_read(emr: Emr,
     assert first.workflow is not None
     assert third.workflow is not None
     assert (second.error or "").startswith(f"{array}[1]: flow {flow_id}: jobs[{job_ids[0]}].ParamConf")
-    assert (broken.error or "").startswith(f"{array}[3]: malformed JSON after document 2")
+    assert (broken.error or "").startswith(f"{array}[3]: malformed JSON after record 2")
     assert secret not in (second.error or "") + (broken.error or "")

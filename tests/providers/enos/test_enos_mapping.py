@@ -592,4 +592,4 @@ def test_a_truncated_array_keeps_what_came_before(tmp_path: Path) -> None:
     entries = list(read_export([tmp_path / "cut.json"]))
     assert entries[0].workflow is not None
     assert entries[-1].error is not None
-    assert "the rest of the file was not read" in entries[-1].error
+    assert "the rest of this file was not read" in entries[-1].error
