@@ -56,6 +56,7 @@ from migrator.providers.emr.render import (
     STOP_SCHEDULE,
     TYPES,
 )
+from migrator.translate import fields
 from migrator.translate.dag import find_cycle
 
 __all__ = ["EmrDocumentError", "folder_path", "read_export", "workflow_from_emr", "write_export"]
@@ -135,36 +136,24 @@ class _Fields:
         raise self.fail(name, "must be a string")
 
     def number(self, name: str) -> float | None:
-        value = self.raw(name)
-        if value is None or value == "":
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise self.fail(name, "must be a number")
         try:
-            return float(value)
-        except ValueError:
-            raise self.fail(name, "must be a number") from None
+            return fields.number(self.raw(name))
+        except fields.FieldError as exc:
+            raise self.fail(name, str(exc)) from None
 
     def integer(self, name: str) -> int | None:
         value = self.number(name)
-        if value is None:
-            return None
-        if not value.is_integer():
-            raise self.fail(name, "must be a whole number")
-        return int(value)
+        try:
+            return None if value is None else fields.whole(value)
+        except fields.FieldError as exc:
+            raise self.fail(name, str(exc)) from None
 
     def json(self, name: str) -> Any:
         """A JSON document carried as a string (``ParamConf``, ``Graph``...); None when absent or empty."""
-        value = self.raw(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        if not isinstance(value, str):
-            return value  # already decoded by whoever stored the answer
         try:
-            return json.loads(value)
-        except ValueError as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-            raise self.fail(name, f"is not valid JSON ({reason})") from None
+            return fields.embedded_json(self.raw(name))
+        except fields.FieldError as exc:
+            raise self.fail(name, str(exc)) from None
 
     def listed(self, name: str) -> list[Any]:
         """A list the API double-wraps (``{"Resource": [...]}``) or Gson flattened (``[...]``)."""

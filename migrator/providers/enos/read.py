@@ -42,6 +42,7 @@ from migrator.providers.enos.render import (
     PERIODIC,
     TYPES,
 )
+from migrator.translate import fields
 from migrator.translate.dag import find_cycle
 from migrator.translate.schedule import CronError, quartz_from_enos
 
@@ -82,33 +83,23 @@ class _Fields:
 
     def number(self, name: str) -> float:
         """A number, or a string holding one (``"3381"``); absent or empty is 0."""
-        value = self.doc.get(name)
-        if value is None or value == "":
-            return 0.0
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise self.fail(name, "must be a number")
         try:
-            return float(value)
-        except ValueError:
-            raise self.fail(name, "must be a number") from None
+            return fields.number(self.doc.get(name)) or 0.0
+        except fields.FieldError as exc:
+            raise self.fail(name, str(exc)) from None
 
     def integer(self, name: str) -> int:
-        value = self.number(name)
-        if not value.is_integer():
-            raise self.fail(name, "must be a whole number")
-        return int(value)
+        try:
+            return fields.whole(self.number(name))
+        except fields.FieldError as exc:
+            raise self.fail(name, str(exc)) from None
 
     def json(self, name: str) -> Any:
         """A JSON document carried as a string (``parameters``, ``runMode``); None when absent or empty."""
-        value = self.doc.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        if not isinstance(value, str):
-            return value  # already decoded by whoever stored the document
         try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise self.fail(name, f"is not valid JSON ({exc.msg})") from None
+            return fields.embedded_json(self.doc.get(name))
+        except fields.FieldError as exc:
+            raise self.fail(name, str(exc)) from None
 
     def objects(self, name: str) -> list[_Fields]:
         value = self.doc.get(name)
