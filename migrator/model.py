@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     SerializationInfo,
     SerializerFunctionWrapHandler,
@@ -202,6 +204,7 @@ class Workflow(_Frozen):
     )
     tasks: tuple[Task, ...] = Field(min_length=1)
     edges: tuple[Edge, ...] = ()
+    _hash: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _dag(self) -> Workflow:
@@ -250,14 +253,25 @@ class Workflow(_Frozen):
         """Each upstream workflow reference once, in order."""
         return list(dict.fromkeys(d.workflow for d in self.upstream))
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy may differ: it must not inherit the memoised content hash."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._hash = None
+        return copy
+
     def to_record(self) -> dict[str, Any]:
         """The inventory record of this workflow, secrets in plain: for inventory files only."""
         return self.model_dump(mode="json", context={"secrets": "plain"})
 
     def content_hash(self) -> str:
-        """SHA-256 over the canonical record, secrets included, so a changed secret is a change."""
-        blob = json.dumps(self.to_record(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        """SHA-256 over the canonical record, secrets included, so a changed secret is a change.
+
+        Computed once per (frozen) workflow: the pipeline asks for it at several stages.
+        """
+        if self._hash is None:
+            blob = json.dumps(self.to_record(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            self._hash = hashlib.sha256(blob.encode()).hexdigest()
+        return self._hash
 
 
 def inventory_schema() -> dict[str, Any]:

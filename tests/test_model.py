@@ -73,6 +73,14 @@ def test_dependencies_take_a_shorthand_and_name_gated_tasks() -> None:
         Workflow.model_validate(wf(upstream=[{"workflow": "b", "gates": ["zz"]}]))
 
 
+def test_the_memoised_hash_follows_changes_made_by_copy() -> None:
+    w = Workflow.model_validate(wf())
+    first = w.content_hash()
+    assert w.content_hash() == first
+    assert w.model_copy(update={"description": "changed"}).content_hash() != first
+    assert w.model_copy().content_hash() == first
+
+
 def test_schema_describes_one_record() -> None:
     schema = inventory_schema()
     assert schema["type"] == "object"

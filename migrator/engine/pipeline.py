@@ -243,7 +243,7 @@ class Pipeline:
         existing = await self.store.items(job, [e.key for e in batch])
         target = self.job.target.provider
         changes: list[Change] = []
-        ready: list[tuple[Entry, int, str]] = []
+        ready: list[tuple[Entry, int]] = []
         first_seen: dict[str, str] = {}
         for entry in batch:
             row = existing.get(entry.key)
@@ -285,9 +285,9 @@ class Pipeline:
                 continue
             digest = entry.workflow.content_hash()
             changes.append(Record(entry.key, entry.name, entry.origin, target, State.PENDING, digest))
-            ready.append((entry, row.attempts if row else 0, digest))
+            ready.append((entry, row.attempts if row else 0))
         await self.store.apply(job, self.run_id, changes)
-        for entry, attempts, _digest in ready:
+        for entry, attempts in ready:
             await self._admit(entry, attempts, tx)
         # Workflows parked on a reference that this batch has just recorded may now resolve.
         for parked in self.gate.waiting_on([*(e.key for e in batch), *(e.name for e in batch)]):
