@@ -258,6 +258,101 @@ class Enos:
         await parts.done("flow", flow_id)
         return flow_id
 
+    async def update(self, flow_id: str, plan: FlowPlan) -> tuple[str, ...]:
+        """Bring an existing flow in line with ``plan`` through ``save``, keeping its task ids.
+
+        ``save`` changes the flow's own settings (schedule, parameters, alerts, owners, account)
+        and its graph (task relations, links to whole upstream flows); it only references tasks by
+        the ids the target already has and cannot add task links. Returns what it could not apply
+        (new tasks, changed task definitions, new task links), for the caller (a sync run) to do by
+        import or to report.
+        """
+        info = await self._call("flows", "get", query={"flowId": flow_id})
+        current = await self._call("flows", "export", query={"flowId": flow_id})
+        graph = json.loads(info.get("graph") or "{}")
+        ids = {t["taskName"]: str(t["taskId"]) for t in graph.get("tasks", [])}
+        struct = plan.body["flowJson"]
+        left: list[str] = []
+        wanted = [t["name"] for t in struct["tasks"]]
+        left += [f"task {name!r} is new: save cannot add tasks" for name in wanted if name not in ids]
+        old_defs = {t["name"]: t for t in current.get("tasks", [])}
+        left += [
+            f"task {t['name']!r} changed: save cannot change a task's definition"
+            for t in struct["tasks"]
+            if t["name"] in old_defs and t != old_defs[t["name"]]
+        ]
+        links = {link["linkId"]: link for link in struct.get("flowLinks", [])}
+        old_virtual = {n["nodeId"]: n for n in graph.get("flows", []) if n.get("isVirtual")}
+        if struct.get("taskLinks"):
+            left.append("task links cannot be set by save; existing ones are kept")
+        nodes: dict[str, str] = {}
+        flows: list[dict[str, Any]] = list(old_virtual.values())
+        for link_id, link in links.items():
+            upstream = await self.find(link["sourceFlowName"])
+            if upstream is None:
+                left.append(f"upstream flow {link['sourceFlowName']!r} not found")
+                continue
+            nodes[link_id] = f"f_{upstream}"
+            flows.append(
+                {
+                    "flowId": upstream,
+                    "flowName": link["sourceFlowName"],
+                    "nodeId": f"f_{upstream}",
+                    "isVirtual": False,
+                    "x": 0.0,
+                    "y": 0.0,
+                }
+            )
+        gap = f"{struct['cycle']}0"
+        relations = (
+            [
+                {
+                    "source": f"t_{ids[r['sourceTaskName']]}",
+                    "target": f"t_{ids[r['targetTaskName']]}",
+                    "cycleGap": gap,
+                    "rerun": r["rerun"],
+                }
+                for r in struct["relations"]
+                if r["sourceTaskName"] in ids and r["targetTaskName"] in ids
+            ]
+            + [
+                {
+                    "source": nodes[r["linkId"]],
+                    "target": f"t_{ids[r['targetTaskName']]}",
+                    "cycleGap": gap,
+                    "rerun": r["rerun"],
+                }
+                for r in struct["linkRelations"]
+                if r["linkId"] in nodes and r["targetTaskName"] in ids
+            ]
+            + [r for r in graph.get("relations", []) if r.get("source") in old_virtual]
+        )
+        body = {
+            "id": flow_id,
+            "type": struct["type"],
+            "name": plan.name,
+            "freq": struct["cron"],
+            "cycle": struct["cycle"],
+            "alertMode": struct["alertMode"],
+            "doAs": struct["submitter"],
+            "owners": struct["owners"],
+            "visitors": struct["visitors"],
+            "startTime": struct.get("startTime", ""),
+            "active": 0 if plan.paused else 1,
+            "parameters": struct["parameters"],
+            "desc": struct["desc"],
+            "queue": graph.get("queue", ""),
+            "tasks": [
+                {"taskName": n, "taskId": ids[n], "nodeId": f"t_{ids[n]}", "x": 0.0, "y": 0.0}
+                for n in wanted
+                if n in ids
+            ],
+            "flows": flows,
+            "relations": relations,
+        }
+        await self._call("flows", "save", method="POST", body=body)
+        return tuple(left)
+
     async def find(self, name: str) -> str | None:
         """The id of this user's flow called ``name`` (names are unique per owner), if any."""
         listed = await self._call("flows", "getMyFlow", query={"expression": name}) or []

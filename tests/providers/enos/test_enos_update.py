@@ -1,0 +1,89 @@
+"""Updating an EnOS flow by save: task ids kept, what save cannot do reported, not dropped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from migrator.config import Config, JobConfig, ProviderConfig, SourceConfig, TargetConfig
+from migrator.engine.pipeline import Pipeline
+from migrator.engine.source import open_source
+from migrator.engine.target import open_provider
+from migrator.model import Workflow
+from migrator.providers.base import UpstreamTarget
+from migrator.providers.enos.client import Enos
+from migrator.providers.enos.read import workflow_from_enos
+from migrator.providers.enos.render import render
+from migrator.store import State, Store
+
+UP = {
+    "name": "ods_orders",
+    "source": {"system": "t", "id": "up"},
+    "schedule": {"cron": "0 0 1 * * ?"},
+    "tasks": [{"name": "load", "content": "echo load"}],
+}
+DOWN = {
+    "name": "dwd_orders",
+    "source": {"system": "t", "id": "down"},
+    "owners": ["li.na"],
+    "upstream": ["t:up"],
+    "schedule": {"cron": "0 30 2 * * ?", "start": "2025-01-01T00:00:00+08:00"},
+    "parameters": {"a": "1"},
+    "tasks": [{"name": "a", "content": "echo a"}, {"name": "b", "content": "echo b"}, {"name": "c"}],
+    "edges": [{"upstream": "a", "downstream": "b"}, {"upstream": "b", "downstream": "c"}],
+}
+
+
+async def test_update_keeps_task_ids_and_reports_what_save_cannot_do(tmp_path: Path) -> None:
+    inv = tmp_path / "inv.jsonl"
+    inv.write_text(json.dumps(UP) + "\n" + json.dumps(DOWN) + "\n")
+    cfg = ProviderConfig(name="enos", kind="enos", sandbox=True)
+    job = JobConfig(
+        name="u", source=SourceConfig(paths=(inv,)), target=TargetConfig(provider="enos"), path=Path("u.toml")
+    )
+    state = tmp_path / "state.db"
+    async with (
+        await Store.open(state) as store,
+        open_provider(cfg, state) as (provider, effective),
+        open_source(job.source, Config(providers={}), state) as source,
+    ):
+        outcome = await Pipeline(job, effective, provider, store, source).run()
+        assert outcome.exit_code == 0, outcome.counts
+        ids = {i.key: i.target_id for i in await store.in_states("u", list(State))}
+        assert isinstance(provider, Enos)
+        before = json.loads((await provider._call("flows", "get", query={"flowId": ids["t:down"]}))["graph"])
+
+        changed = Workflow.model_validate(
+            {
+                **DOWN,
+                "owners": ["zhou.tao"],
+                "parameters": {"a": "2"},
+                "schedule": {"cron": "0 15 4 * * ?", "start": "2025-02-01T00:00:00+08:00", "paused": True},
+                "edges": [{"upstream": "a", "downstream": "c"}, {"upstream": "b", "downstream": "c"}],
+            }
+        )
+        upstream = {"t:up": UpstreamTarget("t:up", "ods_orders", str(ids["t:up"]))}
+        plan = render(changed, upstream=upstream)
+        assert await provider.update(str(ids["t:down"]), plan) == ()
+        after = await provider._call("flows", "get", query={"flowId": ids["t:down"]})
+        struct = await provider._call("flows", "export", query={"flowId": ids["t:down"]})
+        expected = workflow_from_enos({**plan.body["flowJson"], "active": 0}, flow_id=str(ids["t:down"]))
+        got = workflow_from_enos({**struct, "active": after["active"]}, flow_id=str(ids["t:down"]))
+        assert got.to_record() == expected.to_record()
+        graph = json.loads(after["graph"])
+        assert {t["taskName"]: t["taskId"] for t in graph["tasks"]} == {
+            t["taskName"]: t["taskId"] for t in before["tasks"]
+        }, "the target's task ids are kept"
+
+        grown = changed.model_copy(
+            update={
+                "tasks": (
+                    *changed.tasks[:2],
+                    changed.tasks[2].model_copy(update={"content": "echo C"}),
+                    changed.tasks[0].model_copy(update={"name": "d"}),
+                )
+            }
+        )
+        left = await provider.update(str(ids["t:down"]), render(grown, upstream=upstream))
+        assert any("'d' is new" in x for x in left)
+        assert any("'c' changed" in x for x in left)
