@@ -21,11 +21,13 @@ from migrator.engine.target import sandbox_data_path
 from migrator.model import Dependency, Workflow
 from migrator.providers.base import UpstreamTarget
 from migrator.providers.dataworks.render import node_id, workflow_id
+from migrator.providers.emr.render import TYPES
 from migrator.providers.enos.read import workflow_from_enos
 from migrator.providers.enos.render import render
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.server import running
+from migrator.translate.schedule import quartz_from_enos
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -198,3 +200,40 @@ def test_an_enos_export_of_200_flows_lands_in_dataworks_and_emr_with_edges_links
         if wf.schedule is not None:
             assert flow["cron"] == wf.schedule.cron
     assert len(enos_ids) == 210
+
+
+def test_an_emr_dump_lands_in_enos_with_cycles_edges_links_and_types(tmp_path: Path) -> None:
+    workflows = list(generate(60, seed=47))
+    inv = tmp_path / "inv.jsonl"
+    write_jsonl(inv, workflows)
+    job, config = setup(tmp_path, "toemr", f'paths = ["{inv}"]', "emr")
+    assert (run := migrator("run", job, "--config", config)).returncode == 0, run.stderr[-3000:]
+    dump = tmp_path / "dump"
+    assert (snap := migrator("export", "emr", "--raw", dump, "--config", config)).returncode == 0, snap.stderr
+    job, config = setup(tmp_path, "toenos", f'kind = "emr-export"\npaths = ["{dump}"]', "enos")
+    assert (run := migrator("run", job, "--config", config)).returncode == 0, run.stderr[-3000:]
+    flows = {
+        f["flowName"]: f
+        for f in anyio.run(inspect, "enos", sandbox_data_path(tmp_path / "toenos.db", "enos"))[0]["flows"]
+    }
+    warned = {
+        name: json.loads(w) for name, w in rows(tmp_path / "toenos.db", "SELECT name, warnings FROM items")
+    }
+    for wf in workflows:
+        struct = flows[wf.name]["flowJson"]
+        if wf.schedule is not None:
+            assert quartz_from_enos(struct["cron"], struct["cycle"]) == wf.schedule.cron, wf.name
+            assert len(struct["cron"].split()) == 7
+        assert {(r["sourceTaskName"], r["targetTaskName"]) for r in struct["relations"]} == {
+            (e.upstream, e.downstream) for e in wf.edges
+        }
+        links = {link["sourceFlowName"] for link in struct["flowLinks"]}
+        assert links == {next(w.name for w in workflows if w.key == u) for u in wf.upstream_workflows()}
+        # EnOS runs COMMAND, PYTHON and DATA_INTEGRATION tasks; what came from EMR is shell or an EMR
+        # job type, so every task is a COMMAND, and each one that was not shell says so in a warning.
+        assert {t["type"] for t in struct["tasks"]} == {"COMMAND"}
+        not_shell = {t.name for t in wf.tasks if t.kind in TYPES and t.kind.value != "shell"}
+        flagged = {
+            t for t in not_shell if any(w.startswith("job-kind") and repr(t) in w for w in warned[wf.name])
+        }
+        assert flagged == not_shell, wf.name
