@@ -11,16 +11,6 @@ class ConfigError(MigratorError):
     """A config or job file is wrong; the message names the file and the field (exit code 2)."""
 
 
-class InventoryError(MigratorError):
-    """One inventory record could not be read; names the file and line. The rest goes on."""
-
-    def __init__(self, source: str, line: int, message: str) -> None:
-        super().__init__(f"{source}:{line}: {message}")
-        self.source = source
-        self.line = line
-        self.reason = message
-
-
 class TranslationError(MigratorError):
     """A workflow cannot be expressed at the target; the item becomes ``invalid`` with this reason."""
 

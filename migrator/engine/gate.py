@@ -48,7 +48,6 @@ class Verdict:
     targets: dict[str, UpstreamTarget]
     waits_on: frozenset[str] = frozenset()
     blocked: str | None = None
-    external: tuple[str, ...] = ()
 
 
 class Gate:
@@ -77,12 +76,9 @@ class Gate:
     async def judge(self, workflow: Workflow) -> Verdict:
         targets: dict[str, UpstreamTarget] = {}
         waits: set[str] = set()
-        external: list[str] = []
         for ref, item in (await self._lookup(workflow.upstream_workflows())).items():
             if item is None:
-                if ref in self._external:
-                    external.append(ref)
-                else:
+                if ref not in self._external:  # an external reference is rendered without, with a warning
                     waits.add(ref)
             elif item.state in BROKEN:
                 return Verdict({}, blocked=f"upstream workflow {ref!r} is {item.state.value}")
@@ -90,7 +86,7 @@ class Gate:
                 targets[ref] = UpstreamTarget(item.key, item.name, item.target_id)
             else:
                 waits.add(ref)
-        return Verdict(targets, frozenset(waits), external=tuple(external))
+        return Verdict(targets, frozenset(waits))
 
     def park(self, entry: Entry, attempts: int, waits_on: Iterable[str]) -> None:
         self._parked[entry.key] = Parked(entry, attempts, set(waits_on))

@@ -22,7 +22,7 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from migrator.config import JobConfig, ProviderConfig
-from migrator.engine.gate import Gate, Parked, Verdict
+from migrator.engine.gate import Gate, Verdict
 from migrator.engine.poller import Poller
 from migrator.errors import ProviderError, TranslationError
 from migrator.inventory import Entry
@@ -35,7 +35,6 @@ log = structlog.get_logger(__name__)
 SETTLED_OR_IN_FLIGHT = frozenset(
     {State.SUBMITTING, State.SUBMITTED, State.POLLING, State.DONE, State.SKIPPED, State.FAILED}
 )
-RESUBMITTABLE = frozenset({State.PENDING, State.RENDERED, State.INVALID})
 BATCH = 200
 
 
@@ -318,45 +317,38 @@ class Pipeline:
         try:
             rendered = self.provider.render(workflow, self.job.target, targets)
         except TranslationError as exc:
-            await self.store.apply(
-                self.job.name,
-                self.run_id,
-                [
-                    Record(
-                        key,
-                        name,
-                        entry.origin,
-                        self.job.target.provider,
-                        State.INVALID,
-                        digest,
-                        error_code="Untranslatable",
-                        error_message=str(exc),
-                    )
-                ],
+            untranslatable = Record(
+                key,
+                name,
+                entry.origin,
+                self.job.target.provider,
+                State.INVALID,
+                digest,
+                error_code="Untranslatable",
+                error_message=str(exc),
             )
+            await self.store.apply(self.job.name, self.run_id, [untranslatable])
             self.observer.settled(State.INVALID)
             await self.settled(key, name, State.INVALID)
             return
-        await self.store.apply(
-            self.job.name,
-            self.run_id,
-            [
-                Record(
-                    key,
-                    name,
-                    entry.origin,
-                    self.job.target.provider,
-                    State.RENDERED,
-                    digest,
-                    rendered.target_id,
-                    rendered.warnings,
-                )
-            ],
+        recorded = Record(
+            key,
+            name,
+            entry.origin,
+            self.job.target.provider,
+            State.RENDERED,
+            digest,
+            rendered.target_id,
+            rendered.warnings,
         )
+        await self.store.apply(self.job.name, self.run_id, [recorded])
         self.in_flight += 1
         await tx.send(Work(key, name, rendered, digest, attempts))
 
-    async def _fail_pending(self, key: str, name: str, code: str, message: str) -> None:
+    async def _fail_pending(
+        self, key: str, name: str, code: str, message: str, state: State = State.FAILED
+    ) -> None:
+        """A workflow that will not be submitted this run: behind a failed upstream, or in a cycle."""
         await self.store.apply(
             self.job.name,
             self.run_id,
@@ -364,13 +356,13 @@ class Pipeline:
                 Move(
                     key,
                     frozenset({State.PENDING}),
-                    State.FAILED,
+                    state,
                     {"error_code": code, "error_message": message},
                 )
             ],
         )
-        self.observer.settled(State.FAILED)
-        await self.settled(key, name, State.FAILED)
+        self.observer.settled(state)
+        await self.settled(key, name, state)
 
     async def settled(self, key: str, name: str, state: State) -> None:
         """An item reached a final state this run: wake the workflows parked on it."""
@@ -416,28 +408,12 @@ class Pipeline:
         for parked, cycle in cyclic:
             self.gate.unpark(parked.entry.key)
             message = "cross-workflow dependency cycle: " + " -> ".join(cycle)
-            await self.store.apply(
-                self.job.name,
-                self.run_id,
-                [
-                    Move(
-                        parked.entry.key,
-                        frozenset({State.PENDING}),
-                        State.INVALID,
-                        {"error_code": "DependencyCycle", "error_message": message},
-                    )
-                ],
+            await self._fail_pending(
+                parked.entry.key, parked.entry.name, "DependencyCycle", message, State.INVALID
             )
-            self.observer.settled(State.INVALID)
-        for parked in outside:
-            self.gate.unpark(parked.entry.key)
-            await self._recheck_released(parked, tx)
+        for parked in outside:  # their references are external now: they judge ready
+            await self._recheck(parked.entry.key, tx)
         return bool(outside or cyclic)
-
-    async def _recheck_released(self, parked: Parked, tx: MemoryObjectSendStream[Work]) -> None:
-        """Released with external references: render with whatever does resolve, warnings for the rest."""
-        verdict = await self.gate.judge(parked.workflow)
-        await self._render_and_send(parked.entry, parked.attempts, verdict.targets, tx)
 
     async def submit_all(self, rx: MemoryObjectReceiveStream[Work]) -> None:
         try:

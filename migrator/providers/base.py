@@ -68,7 +68,6 @@ class Found:
     """What reconciliation found at the target for an item left in ``submitting``."""
 
     target_id: str
-    complete: bool = True
     remote_job_id: str | None = None
 
 
