@@ -34,9 +34,8 @@ async def open_provider(cfg: ProviderConfig, state: Path) -> AsyncIterator[tuple
             settings = SandboxSettings(
                 data_path=sandbox_data_path(state, cfg.name),
                 job_delay=cfg.sandbox_options.job_delay,
-                latency=cfg.sandbox_options.latency,
                 token_ttl=cfg.sandbox_options.token_ttl,
-                faults=dict(cfg.sandbox_options.faults),
+                faults=cfg.sandbox_options.faults,
             )
             handle = await stack.enter_async_context(running(cfg.kind, settings))
             creds, ident = handle.credentials, handle.identity

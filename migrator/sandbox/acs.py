@@ -3,13 +3,16 @@
 It does what the real gateway does before an action runs, so that clients (ours and the official
 SDKs) meet the same failures they would meet in production: it reads the action and version (V3
 headers or V1 parameters), verifies the V1 or V3 signature, refuses stale timestamps and replayed
-nonces, answers errors in the POP envelope with the gateway's codes and HTTP statuses, and counts
-calls by action and outcome for ``GET /_sandbox/calls``. Shared by the DataWorks and EMR sandboxes.
+nonces, applies the caller's quotas and the injected throttling and server errors (see
+:mod:`migrator.sandbox.faults`), answers errors in the POP envelope with the gateway's codes and
+HTTP statuses, and counts calls by action and outcome for ``GET /_sandbox/calls``. Shared by the
+DataWorks and EMR sandboxes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-import anyio
 import structlog
 from aiohttp import web
 
 from migrator.auth import acs
+from migrator.sandbox.faults import FaultPlan, Refusal, Refused, is_alibaba_read
 from migrator.sandbox.storage import SandboxStore
 
 log = structlog.get_logger(__name__)
@@ -33,16 +36,38 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 #: Gateway codes whose HTTP status is not the default 400 of a client error.
 _STATUS_BY_CODE = {"InvalidAccessKeyId.NotFound": 404}
+#: The header that tells a caller refused by its daily quota how many milliseconds to wait.
+RETRY_AFTER_HEADER = "x-acs-retry-after"
 
 
 class AcsError(Exception):
     """An error answer in the POP envelope; actions raise it for their business errors."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(
+        self, code: str, message: str, status: int = 400, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.status = status
+        self.headers = dict(headers or {})
+
+
+def refusal_error(refused: Refused) -> AcsError:
+    """The gateway's answer to a call refused by a quota or an injected fault."""
+    if refused.reason is Refusal.DAILY_CAP:
+        message = (
+            "Request was denied due to user flow control: "
+            f"the daily call limit of {refused.daily_cap} is used up."
+        )
+        retry_ms = str(math.ceil(refused.retry_after * 1000))
+        return AcsError("Throttling.User", message, 400, {RETRY_AFTER_HEADER: retry_ms})
+    if refused.reason is Refusal.QUOTA:
+        return AcsError("Throttling.User", "Request was denied due to user flow control.")
+    if refused.reason is Refusal.THROTTLE:
+        return AcsError("Throttling.Api", "Request was denied due to api flow control.")
+    message = "The request has failed due to a temporary failure of the server."
+    return AcsError("ServiceUnavailable", message, 503)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +93,23 @@ class Call:
 Handler = Callable[[Call], Awaitable[dict[str, Any]]]
 
 
-def json_response(body: Any, status: int = 200, *, request_id: str | None = None) -> web.Response:
+def json_response(
+    body: Any,
+    status: int = 200,
+    *,
+    request_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
     """JSON with the exact content type the POP gateway sends (the SDK reads it either way)."""
-    headers = {"Content-Type": JSON_CONTENT_TYPE}
+    sent = {"Content-Type": JSON_CONTENT_TYPE, **(headers or {})}
     if request_id:
-        headers["x-acs-request-id"] = request_id
-    return web.Response(body=json.dumps(body).encode(), status=status, headers=headers)
+        sent["x-acs-request-id"] = request_id
+    return web.Response(body=json.dumps(body).encode(), status=status, headers=sent)
+
+
+def call_name(request: web.Request) -> str:
+    """A call's action as far as the request line and headers tell, before the body is read."""
+    return request.headers.get("x-acs-action") or request.query.get("Action") or "-"
 
 
 class AcsGateway:
@@ -87,14 +123,14 @@ class AcsGateway:
         actions: Mapping[str, Handler],
         store: SandboxStore,
         credentials: Mapping[str, str],
-        latency: float = 0.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.product = product
         self.version = version
         self._actions = dict(actions)
         self._store = store
         self._credentials = dict(credentials)
-        self._latency = latency
+        self._faults = faults
         self._nonces_pruned_at = 0.0
 
     def install(self, app: web.Application) -> None:
@@ -110,8 +146,6 @@ class AcsGateway:
         request_id = str(uuid.uuid4()).upper()
         action = "-"
         try:
-            if self._latency > 0:
-                await anyio.sleep(self._latency)
             wire = await _read(request)
             params = dict(wire.query)
             params.update(wire.form)
@@ -123,6 +157,7 @@ class AcsGateway:
             action = action or "-"
             handler = self._dispatch(action, version)
             who = self._verify(wire)
+            self._admit(who, action)
             result = await handler(Call(action, wire.method, params, who))
         except AcsError as exc:
             return self._error(request, request_id, action, exc)
@@ -174,6 +209,14 @@ class AcsGateway:
             raise AcsError("SignatureNonceUsed", "Specified signature nonce was used already.")
         return verified.access_key_id
 
+    def _admit(self, access_key_id: str, action: str) -> None:
+        """Quotas are per AccessKey, so they apply only once the signature names the caller."""
+        if self._faults is None:
+            return
+        refused = self._faults.admit(access_key_id, write=not is_alibaba_read(action))
+        if refused is not None:
+            raise refusal_error(refused)
+
     def _error(self, request: web.Request, request_id: str, action: str, exc: AcsError) -> web.Response:
         self._store.count_call(action, exc.code)
         body = {
@@ -184,7 +227,7 @@ class AcsGateway:
             "Recommend": f"https://api.aliyun.com/troubleshoot?q={exc.code}&product={self.product}"
             f"&requestId={request_id}",
         }
-        return json_response(body, exc.status, request_id=request_id)
+        return json_response(body, exc.status, request_id=request_id, headers=exc.headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""What a sandbox holds, in one small SQLite file: objects, async jobs, nonces and call counts.
+"""What a sandbox holds, in one small SQLite file: objects, async jobs, nonces, call counts and
+the calls each account made in the current quota day.
 
 Keeping it on disk is what lets a killed and restarted sandbox behave like the real service: what
 was created is still there, an async job started before the kill still finishes, and a replayed
@@ -30,6 +31,8 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires)",
     """CREATE TABLE IF NOT EXISTS calls (
         action TEXT NOT NULL, outcome TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (action, outcome))""",
+    """CREATE TABLE IF NOT EXISTS quota_days (
+        account TEXT NOT NULL, day INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (account, day))""",
 )
 
 RUNNING = "Running"
@@ -214,6 +217,32 @@ class SandboxStore:
         ):
             counts.setdefault(action, {})[outcome] = n
         return counts
+
+    # --- daily quotas ----------------------------------------------------------------------------
+
+    def quota_used(self, account: str, day: int) -> int:
+        """Calls ``account`` made in quota day ``day``."""
+        row = self._db.execute(
+            "SELECT n FROM quota_days WHERE account = ? AND day = ?", (account, day)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def use_quota(self, account: str, day: int, cap: int) -> bool:
+        """Count one call in ``day`` if fewer than ``cap`` were made; False if the cap is used up.
+
+        One conditional statement, so two processes on one file cannot both take the last call;
+        earlier days are forgotten on the way.
+        """
+        if cap <= 0:
+            return False
+        with self.transaction():
+            self._db.execute("DELETE FROM quota_days WHERE account = ? AND day < ?", (account, day))
+            cur = self._db.execute(
+                "INSERT INTO quota_days (account, day, n) VALUES (?, ?, 1) "
+                "ON CONFLICT (account, day) DO UPDATE SET n = n + 1 WHERE quota_days.n < ?",
+                (account, day, cap),
+            )
+            return cur.rowcount == 1
 
 
 _JOB_COLUMNS = "id, type, status, outcome, error, created_ms, due_ms, payload"

@@ -21,7 +21,9 @@ from aiohttp import web
 from yarl import URL
 
 from migrator.auth import acs
-from migrator.sandbox.acs import JSON_CONTENT_TYPE, AcsError, AcsGateway, Call
+from migrator.sandbox.acs import JSON_CONTENT_TYPE, AcsError, AcsGateway, Call, call_name, json_response
+from migrator.sandbox.base import sandbox_app
+from migrator.sandbox.faults import FaultPlan, Faults, Latency
 from migrator.sandbox.storage import SandboxStore
 
 AK, SECRET, VERSION = "test-ak", "test-secret-value", "2099-01-01"
@@ -39,14 +41,22 @@ async def echo(call: Call) -> dict[str, Any]:
     }
 
 
+async def no_objects(_request: web.Request) -> web.Response:
+    return json_response({})
+
+
 @asynccontextmanager
-async def gateway(data: Path | None = None, latency: float = 0.0) -> AsyncIterator[str]:
+async def gateway(
+    data: Path | None = None, faults: Faults | None = None, credentials: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """The gateway in a sandbox's application (so with its transport faults); the host it serves on."""
     store = SandboxStore(data)
+    plan = FaultPlan(faults or Faults(), store)
     gw = AcsGateway(
-        product="test", version=VERSION, actions={"Echo": echo}, store=store,
-        credentials={AK: SECRET}, latency=latency,
+        product="test", version=VERSION, actions={"Echo": echo, "GetEcho": echo}, store=store,
+        credentials=credentials or {AK: SECRET}, faults=plan,
     )  # fmt: skip
-    app = web.Application()
+    app = sandbox_app(store, no_objects, plan, call_name)
     gw.install(app)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -55,8 +65,7 @@ async def gateway(data: Path | None = None, latency: float = 0.0) -> AsyncIterat
         host, port = runner.addresses[0][:2]
         yield f"{host}:{port}"
     finally:
-        await runner.cleanup()
-        store.close()
+        await runner.cleanup()  # closes the store
 
 
 @pytest.fixture
@@ -220,8 +229,10 @@ async def test_calls_are_counted_by_action_and_outcome(session: aiohttp.ClientSe
         }
 
 
-async def test_latency_is_added_to_signed_calls_only(session: aiohttp.ClientSession) -> None:
-    async with gateway(latency=0.2) as host:
+async def test_latency_is_added_to_api_calls_not_to_the_inspection_paths(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with gateway(faults=Faults(latency=Latency(median=0.2))) as host:
         started = time.monotonic()
         await calls(session, host)
         assert time.monotonic() - started < 0.2
@@ -229,3 +240,27 @@ async def test_latency_is_added_to_signed_calls_only(session: aiohttp.ClientSess
         status, _, _ = await send_v3(session, host)
         assert status == 200
         assert time.monotonic() - started >= 0.2
+        started = time.monotonic()
+        status, _, _ = await send_v3(session, host, secret="wrong")  # the network is slow for everyone
+        assert status == 400
+        assert time.monotonic() - started >= 0.2
+
+
+async def test_quotas_are_per_access_key_and_reads_are_told_from_writes_by_name(
+    session: aiohttp.ClientSession,
+) -> None:
+    other, other_secret = "other-ak", "other-secret"
+    faults = Faults(read_qps=1, write_qps=1)
+    async with gateway(faults=faults, credentials={AK: SECRET, other: other_secret}) as host:
+        first = [(await send_v3(session, host, action=action))[0] for action in ("Echo", "Echo", "GetEcho")]
+        assert first == [200, 400, 200]  # Echo writes, GetEcho reads
+        status, body, _ = await send_v3(session, host, ak=other, secret=other_secret)
+        assert (status, body["Caller"]) == (200, other)  # another key has its own quota
+        status, body, _ = await send_v3(session, host)
+        assert (status, body["Code"], body["Message"]) == (
+            400, "Throttling.User", "Request was denied due to user flow control."
+        )  # fmt: skip
+        assert await calls(session, host) == {
+            "Echo": {"ok": 2, "Throttling.User": 2},
+            "GetEcho": {"ok": 1},
+        }

@@ -9,6 +9,11 @@ JSONPath in ``Error``. ``GET /_sandbox/objects`` shows what was imported and how
 Cross-workflow dependencies resolve against outputs declared by workflows already accepted for
 import (their outputs are registered when the import is accepted, the definition itself is
 written when the job completes), so upstream workflows must be submitted before downstream ones.
+
+Injected job faults (``Faults.job_fail``, ``Faults.job_hang``) are decided when the job is
+created, like its outcome: a failing job ends ``Fail`` with ``Error`` "sandbox fault: injected
+import failure", a hanging one stays ``Running`` for ever (restarts included); neither registers
+outputs nor writes the definition.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from typing import Any
 
 from aiohttp import web
 
-from migrator.sandbox.acs import AcsError, AcsGateway, Call, json_response
+from migrator.sandbox.acs import AcsError, AcsGateway, Call, call_name, json_response
 from migrator.sandbox.base import SandboxSettings, sandbox_app
+from migrator.sandbox.faults import FaultPlan
 from migrator.sandbox.storage import RUNNING, Job, SandboxStore
 
 VERSION = "2024-05-18"
@@ -40,6 +46,9 @@ OUTPUTS = "node_outputs"  # index: output string -> owning workflow (parent) and
 # A DataWorks id is a 64-bit number carried as a decimal string.
 _ID = re.compile(r"[0-9]{1,19}")
 _MAX_ID = 2**63 - 1
+#: The due time of a job that hangs: never reached.
+_NEVER_MS = 2**62
+INJECTED_FAILURE = "sandbox fault: injected import failure"
 
 
 def identity(settings: SandboxSettings) -> dict[str, str]:
@@ -49,7 +58,8 @@ def identity(settings: SandboxSettings) -> dict[str, str]:
 
 def create_app(settings: SandboxSettings) -> web.Application:
     store = SandboxStore(settings.data_path)
-    service = _DataWorks(store, settings)
+    faults = FaultPlan(settings.faults, store)
+    service = _DataWorks(store, settings, faults)
     gateway = AcsGateway(
         product=PRODUCT,
         version=VERSION,
@@ -61,9 +71,9 @@ def create_app(settings: SandboxSettings) -> web.Application:
         },
         store=store,
         credentials={settings.access_key_id: settings.access_key_secret},
-        latency=settings.latency,
+        faults=faults,
     )
-    app = sandbox_app(store, service.objects)
+    app = sandbox_app(store, service.objects, faults, call_name)
     gateway.install(app)
     return app
 
@@ -234,9 +244,10 @@ def _without_script_content(spec: dict[str, Any]) -> dict[str, Any]:
 class _DataWorks:
     """The actions, over the sandbox store."""
 
-    def __init__(self, store: SandboxStore, settings: SandboxSettings) -> None:
+    def __init__(self, store: SandboxStore, settings: SandboxSettings, faults: FaultPlan) -> None:
         self._store = store
         self._delay = settings.job_delay
+        self._faults = faults
 
     def _project(self, call: Call) -> None:
         raw = call.require("ProjectId")
@@ -296,13 +307,18 @@ class _DataWorks:
         job_type = "Update" if workflow_id and self._store.get(WORKFLOWS, workflow_id) else "Create"
         now = _now_ms()
         job_id = str(10**18 + secrets.randbelow(_MAX_ID - 10**18))
-        delay_ms = int(random.uniform(*self._delay) * 1000)
+        due_ms = now + int(random.uniform(*self._delay) * 1000)
+        fault = self._faults.job_fault()
         with self._store.transaction():
             try:
                 accepted = check_spec(doc, lambda output: self._store.parent_of(OUTPUTS, output))
                 outcome, error = "Success", ""
             except SpecInvalid as exc:
                 accepted, outcome, error = None, "Fail", str(exc)
+            if fault == "fail":
+                accepted, outcome, error = None, "Fail", INJECTED_FAILURE
+            elif fault == "hang":
+                accepted, outcome, error, due_ms = None, RUNNING, "", _NEVER_MS
             payload: dict[str, Any] = {"workflow_id": workflow_id, "dry_run": dry_run}
             if accepted is not None:
                 payload.update(name=accepted.name, path=accepted.path, spec=doc)
@@ -310,7 +326,7 @@ class _DataWorks:
                     self._store.delete_children(OUTPUTS, workflow_id)
                     for output, node_id in accepted.outputs:
                         self._store.put(OUTPUTS, output, {"node_id": node_id}, parent=workflow_id)
-            self._store.add_job(Job(job_id, job_type, RUNNING, outcome, error, now, now + delay_ms, payload))
+            self._store.add_job(Job(job_id, job_type, RUNNING, outcome, error, now, due_ms, payload))
         return {
             "AsyncJob": {
                 "Id": job_id,

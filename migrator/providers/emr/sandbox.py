@@ -34,8 +34,9 @@ from typing import Any
 
 from aiohttp import web
 
-from migrator.sandbox.acs import AcsError, AcsGateway, Call, json_response
+from migrator.sandbox.acs import AcsError, AcsGateway, Call, call_name, json_response
 from migrator.sandbox.base import SandboxSettings, sandbox_app
+from migrator.sandbox.faults import FaultPlan
 from migrator.sandbox.storage import SandboxStore
 
 VERSION = "2016-04-08"
@@ -67,6 +68,7 @@ def identity(settings: SandboxSettings) -> dict[str, str]:
 
 def create_app(settings: SandboxSettings) -> web.Application:
     store = SandboxStore(settings.data_path)
+    faults = FaultPlan(settings.faults, store)
     service = _Emr(store)
     gateway = _EmrGateway(
         product=PRODUCT,
@@ -90,9 +92,9 @@ def create_app(settings: SandboxSettings) -> web.Application:
         },
         store=store,
         credentials={settings.access_key_id: settings.access_key_secret},
-        latency=settings.latency,
+        faults=faults,
     )
-    app = sandbox_app(store, service.objects)
+    app = sandbox_app(store, service.objects, faults, call_name)
     gateway.install(app)
     return app
 

@@ -10,7 +10,15 @@ encryptions and call counts.
 Choices where the reference is silent (documented here so the client can rely on them):
 
 * Every answer is HTTP 200 with the code in the body, except a wrong HTTP method for an action
-  (HTTP 405, ``{"code": 405, "msg": "Method Not Allowed"}``).
+  (HTTP 405, ``{"code": 405, "msg": "Method Not Allowed"}``) and the gateway's quota and
+  overload answers (below).
+* Quotas are per app key and apply to batch calls once the token and signature are verified
+  (the token service is exempt): a daily cap used up answers HTTP 429
+  ``{"code": 429, "msg": "Resource Exhausted: the daily call limit of N is used up"}`` with
+  ``Retry-After`` (whole seconds until the next quota day); a QPS quota or injected throttling
+  HTTP 429 ``{"code": 429, "msg": "Resource Exhausted"}``; an injected server error HTTP 503
+  ``{"code": 503, "msg": "Service Unavailable"}``, all with ``data`` null. Reads are
+  ``flows.get/export/getMyFlow/search`` and ``directories.listWorkFlowDirs``.
 * Gateway failures answer ``{"code", "msg"}`` (no ``data``): missing auth headers 1202; an
   unknown (never issued, or replaced by a refresh) token 1203 ``access token is invalid``; an
   expired token 1203 ``access token has expired``; a timestamp more than 5 minutes off 497
@@ -34,18 +42,17 @@ from __future__ import annotations
 import hmac
 import json
 import math
-import random
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from aiohttp import web
 
 from migrator.auth import apim
 from migrator.sandbox.base import SandboxSettings, sandbox_app
+from migrator.sandbox.faults import FaultPlan, Refusal, Refused
 from migrator.sandbox.storage import SandboxStore
 
 USER_ID = "u15426865866571"
@@ -73,6 +80,10 @@ SORT_FIELDS = {
 }
 SAME_NAME = "Invalid parameter: flowName, a workflow of the same name already exists"
 NO_FLOW = "Flow does not exist"
+#: Batch calls that only read; every other call counts against the write quota.
+READS = frozenset(
+    {"flows.get", "flows.export", "flows.getMyFlow", "flows.search", "directories.listWorkFlowDirs"}
+)
 
 
 def identity(settings: SandboxSettings) -> dict[str, str]:
@@ -82,8 +93,9 @@ def identity(settings: SandboxSettings) -> dict[str, str]:
 
 def create_app(settings: SandboxSettings) -> web.Application:
     store = SandboxStore(settings.data_path)
-    service = _EnOS(store, settings)
-    app = sandbox_app(store, service.objects)
+    faults = FaultPlan(settings.faults, store)
+    service = _EnOS(store, settings, faults)
+    app = sandbox_app(store, service.objects, faults, call_name)
     app.router.add_post(f"{TOKEN_BASE}/get", service.token_get)
     app.router.add_post(f"{TOKEN_BASE}/refresh", service.token_refresh)
     for resource in service.routes:
@@ -92,15 +104,39 @@ def create_app(settings: SandboxSettings) -> web.Application:
     return app
 
 
+def call_name(request: web.Request) -> str:
+    """A call as ``/_sandbox/calls`` counts it: ``token.<verb>`` or ``<resource>.<action>``."""
+    prefix, _slash, last = request.path.rpartition("/")
+    if prefix == TOKEN_BASE:
+        return f"token.{last}"
+    if prefix == BASE:
+        return f"{last}.{request.query.get('action') or '-'}"
+    return request.path
+
+
 # --- errors ------------------------------------------------------------------------------------
 
 
 class ApiError(Exception):
     """A refused call: ``code`` and ``msg`` go in the body, ``http`` is the HTTP status."""
 
-    def __init__(self, code: int, msg: str, http: int = 200) -> None:
+    def __init__(
+        self, code: int, msg: str, http: int = 200, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(msg)
         self.code, self.msg, self.http = code, msg, http
+        self.headers = dict(headers or {})
+
+
+def refusal_error(refused: Refused) -> ApiError:
+    """The APIM gateway's answer to a call refused by a quota or an injected fault."""
+    if refused.reason is Refusal.DAILY_CAP:
+        msg = f"Resource Exhausted: the daily call limit of {refused.daily_cap} is used up"
+        retry = str(max(1, math.ceil(refused.retry_after)))
+        return ApiError(429, msg, 429, {"Retry-After": retry})
+    if refused.reason is Refusal.SERVER_ERROR:
+        return ApiError(503, "Service Unavailable", 503)
+    return ApiError(429, "Resource Exhausted", 429)
 
 
 def _invalid(msg: str) -> ApiError:
@@ -111,8 +147,10 @@ class _Invalid(Exception):
     """The first problem in a Flow Struct, as ``<path>: <what>``."""
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, dumps=lambda v: json.dumps(v, ensure_ascii=False))
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(
+        body, status=status, headers=headers, dumps=lambda v: json.dumps(v, ensure_ascii=False)
+    )
 
 
 def _now_text() -> str:
@@ -353,9 +391,10 @@ Handler = Callable[[_Call], Any]
 class _EnOS:
     """Token service, gateway checks and batch actions over the sandbox store."""
 
-    def __init__(self, store: SandboxStore, settings: SandboxSettings) -> None:
+    def __init__(self, store: SandboxStore, settings: SandboxSettings, faults: FaultPlan) -> None:
         self._store = store
         self._settings = settings
+        self._faults = faults
         self.routes: dict[str, dict[str, tuple[str, Handler]]] = {
             "flows": {
                 "import": ("POST", self.import_flow),
@@ -374,17 +413,15 @@ class _EnOS:
             },
         }
         #: Faults that strike after the action committed: the change is made, the answer is lost.
-        self._lost_answers = {"flows.import": ("import_lost_answer", 62109, "Failed to create workflow")}
+        self._lost_answers = {
+            "flows.import": (settings.faults.import_lost_answer, 62109, "Failed to create workflow")
+        }
         with store.transaction():
             if not any(d["parentId"] is None for d in store.objects(DIRS)):
                 root = secrets.token_hex(16)
                 store.put(
                     DIRS, root, {"dirId": root, "dirName": "Workflow", "parentId": None}, name="Workflow"
                 )
-
-    async def _pause(self) -> None:
-        if self._settings.latency > 0:
-            await anyio.sleep(self._settings.latency)
 
     # --- token service ---------------------------------------------------------------------------
 
@@ -395,7 +432,6 @@ class _EnOS:
         return await self._token_call(request, "refresh")
 
     async def _token_call(self, request: web.Request, verb: str) -> web.Response:
-        await self._pause()
         raw = await request.read()
         try:
             with self._store.transaction():
@@ -439,14 +475,21 @@ class _EnOS:
                 raise ApiError(1204, "failed to refresh access token: it is not this app's current token")
             current = None
         if current is None or current["expires"] <= now:
-            current = {"token": secrets.token_hex(24), "expires": now + self._settings.token_ttl}
+            current = {
+                "token": secrets.token_hex(24),
+                "expires": now + self._settings.token_ttl,
+                "appKey": app_key,
+            }
             self._store.put(TOKENS, app_key, current)
         return {"accessToken": current["token"], "expire": max(0, math.ceil(current["expires"] - now))}
 
     # --- gateway ---------------------------------------------------------------------------------
 
-    def _authenticate(self, request: web.Request, raw: bytes) -> None:
-        """The APIM checks in the gateway's order: token, then timestamp, then signature."""
+    def _authenticate(self, request: web.Request, raw: bytes) -> str:
+        """The APIM checks in the gateway's order: token, then timestamp, then signature.
+
+        Returns the app key the token was issued to, which the quotas are kept for.
+        """
         token = request.headers.get(apim.TOKEN_HEADER, "")
         given = request.headers.get(apim.SIGNATURE_HEADER, "")
         stamp = request.headers.get(apim.TIMESTAMP_HEADER, "")
@@ -469,32 +512,35 @@ class _EnOS:
             good = False
         if not good:
             raise ApiError(497, "App Signature Checked Fail")
+        return str(record.get("appKey", self._settings.access_key_id))
 
     async def batch(self, request: web.Request) -> web.Response:
         """Every ``/batch-processing-service/v2.1/<resource>?action=`` call."""
-        await self._pause()
         resource = request.path.rsplit("/", 1)[-1]
         action = request.query.get("action", "")
         key = f"{resource}.{action or '-'}"
         raw = await request.read()
         try:
-            self._authenticate(request, raw)
+            app_key = self._authenticate(request, raw)
         except ApiError as exc:
             self._store.count_call(key, str(exc.code))
             return _json({"code": exc.code, "msg": exc.msg})
         try:
+            refused = self._faults.admit(app_key, write=key not in READS)
+            if refused is not None:
+                raise refusal_error(refused)
             data = self._dispatch(request, resource, action, raw)
             self._lose_answer(key)
         except ApiError as exc:
             self._store.count_call(key, str(exc.code))
-            return _json({"code": exc.code, "msg": exc.msg, "data": None}, exc.http)
+            return _json({"code": exc.code, "msg": exc.msg, "data": None}, exc.http, exc.headers)
         self._store.count_call(key, "0")
         return _json({"code": 0, "msg": "OK", "data": data})
 
     def _lose_answer(self, key: str) -> None:
         """After a committed change, maybe answer as the real service's ambiguous failure does."""
         fault = self._lost_answers.get(key)
-        if fault is not None and random.random() < self._settings.faults.get(fault[0], 0.0):
+        if fault is not None and self._faults.roll(fault[0]):
             raise ApiError(fault[1], fault[2])
 
     def _dispatch(self, request: web.Request, resource: str, action: str, raw: bytes) -> Any:
@@ -506,7 +552,7 @@ class _EnOS:
             raise ApiError(405, "Method Not Allowed", 405)
         if request.query.get("userId") != USER_ID or request.query.get("orgId") != ORG_ID:
             raise ApiError(62101, "userId does not exist, or it does not match orgId")
-        if random.random() < self._settings.faults.get("account_locked", 0.0):
+        if self._faults.roll(self._settings.faults.account_locked):
             raise ApiError(62105, "Your account has been locked")
         with self._store.transaction():
             return handler(_Call(request.query, raw))

@@ -21,6 +21,7 @@ from yarl import URL
 
 from migrator.auth import apim
 from migrator.sandbox.base import SandboxSettings
+from migrator.sandbox.faults import Faults
 from migrator.sandbox.server import SandboxHandle, running, serve
 
 FLOWS = "/batch-processing-service/v2.1/flows"
@@ -541,7 +542,7 @@ async def test_directories_create_and_list(api: Api) -> None:
 async def test_lost_import_answer_still_creates_the_flow(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
-    settings = SandboxSettings(data_path=tmp_path / "e.db", faults={"import_lost_answer": 1.0})
+    settings = SandboxSettings(data_path=tmp_path / "e.db", faults=Faults(import_lost_answer=1.0))
     async with running("enos", settings) as handle:
         api = Api(session, handle)
         body = {"flowName": "wf", "dirId": await api.root(), "flowJson": flow_struct()}
@@ -553,7 +554,7 @@ async def test_lost_import_answer_still_creates_the_flow(
 
 
 async def test_account_lock_fault(tmp_path: Path, session: aiohttp.ClientSession) -> None:
-    settings = SandboxSettings(data_path=tmp_path / "e.db", faults={"account_locked": 1.0})
+    settings = SandboxSettings(data_path=tmp_path / "e.db", faults=Faults(account_locked=1.0))
     async with running("enos", settings) as handle:
         answer = await Api(session, handle).call("GET", FLOWS, "getMyFlow")
         assert (answer["code"], answer["msg"]) == (62105, "Your account has been locked")
