@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,7 @@ from pydantic import (
 
 from migrator.errors import ConfigError
 from migrator.providers.registry import KINDS
+from migrator.sandbox.faults import Faults
 
 DEFAULT_STATE = Path("state/migrator.db")
 
@@ -55,9 +57,33 @@ class SandboxOptions(_Strict):
     """Behaviour of an embedded sandbox (only used when ``sandbox = true``)."""
 
     job_delay: tuple[float, float] = (0.2, 1.5)
-    latency: float = 0.0
     token_ttl: float = 7200.0
-    faults: dict[str, float] = Field(default_factory=dict)
+    faults: Faults = Faults()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Calls per second an account may make: overall, and per read/write class (None: no quota)."""
+
+    qps: float | None = None
+    read_qps: float | None = None
+    write_qps: float | None = None
+
+
+Edition = Literal["basic", "standard", "professional", "enterprise"]
+
+#: Published quotas per account and region (reference: alibaba-apis.md 6.5). Basic to
+#: Professional share 5 QPS over all calls and have a daily cap (which parks the run when hit:
+#: the gateway's answer says so); Enterprise has separate read and write quotas.
+DATAWORKS_EDITIONS: dict[str, Limits] = {
+    "basic": Limits(qps=5),
+    "standard": Limits(qps=5),
+    "professional": Limits(qps=5),
+    "enterprise": Limits(read_qps=50, write_qps=20),
+}
+#: Without a published quota, a conservative rate that adaptive pacing corrects downwards if the
+#: gateway throttles: EMR Data Development publishes none, EnOS API owners set their own per API.
+DEFAULT_LIMITS: dict[str, Limits] = {"emr": Limits(qps=20), "enos": Limits(qps=10)}
 
 
 class ProviderConfig(_Strict):
@@ -76,10 +102,37 @@ class ProviderConfig(_Strict):
     access_key_secret: SecretStr | None = None
     signature: Literal["v3", "v1"] = "v3"
     concurrency: int = Field(default=16, ge=1, le=1024)
+    edition: Edition | None = Field(
+        default=None, description="DataWorks edition, for its quotas (default: enterprise)"
+    )
+    qps: float | None = Field(default=None, gt=0, description="quota on all calls per second")
+    read_qps: float | None = Field(default=None, gt=0, description="quota on read calls per second")
+    write_qps: float | None = Field(default=None, gt=0, description="quota on write calls per second")
+    retry_budget: int = Field(default=500, ge=0, description="client-wide retry tokens (a retry costs 5)")
     max_attempts: int = Field(default=4, ge=1, le=20)
+    park_after: float = Field(
+        default=60.0, gt=0, description="a throttle asking to wait longer than this (s) parks the run"
+    )
     timeout: float = Field(default=30.0, gt=0)
     poll: PollPolicy = PollPolicy()
     sandbox_options: SandboxOptions = SandboxOptions()
+
+    def limits(self) -> Limits:
+        """The quotas in force: each configured one, else the kind's (and edition's) default.
+
+        A sandbox has no quota unless its faults give it one, so it gets none by default either.
+        """
+        if self.sandbox:
+            base = Limits()
+        elif self.kind == "dataworks":
+            base = DATAWORKS_EDITIONS[self.edition or "enterprise"]
+        else:
+            base = DEFAULT_LIMITS.get(self.kind, Limits())
+        return Limits(
+            self.qps if self.qps is not None else base.qps,
+            self.read_qps if self.read_qps is not None else base.read_qps,
+            self.write_qps if self.write_qps is not None else base.write_qps,
+        )
 
     @field_validator("kind")
     @classmethod

@@ -2,6 +2,45 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    """What to do about a provider's error answer: the right-hand side of every error table.
+
+    Whether an answer proves the request was *not executed* matters for creates that must never
+    be repeated blindly: throttling, re-sign, token refresh, stop and park answers all come from
+    the gateway before the action runs, so even a non-idempotent create may be sent again after
+    them; a ``retry`` answer (5xx, timeout, reset) leaves it unknown.
+    """
+
+    RETRY = "retry"
+    """Transient (5xx, timeout, reset): back off and send again; a create may have landed."""
+    THROTTLE = "throttle"
+    """Refused for rate: lower the account's send rate, back off, send again."""
+    RESIGN = "resign"
+    """Refused for the signature's freshness (nonce used, timestamp expired): sign and send once more."""
+    REFRESH = "refresh"
+    """The access token expired: renew it and send again."""
+    FAIL = "fail"
+    """This request is wrong: the item fails with the provider's code."""
+    SUSPECT = "suspect"
+    """Fails the item, but stops the provider if the account never worked or it repeats (a bad secret)."""
+    STOP = "stop"
+    """The account cannot work (bad key, locked, no permission): open the circuit, stop the provider."""
+    PARK = "park"
+    """A quota is used up until a reset time: park the item and stop the provider until then."""
+
+    @property
+    def fails_item(self) -> bool:
+        """The answer is about this request: the item it was for fails with the provider's code."""
+        return self is Action.FAIL or self is Action.SUSPECT
+
+    @property
+    def unexecuted(self) -> bool:
+        """The answer proves the request did nothing, so sending it again is always safe."""
+        return self is not Action.RETRY
+
 
 class MigratorError(Exception):
     """Base of every error this package raises on purpose."""
@@ -27,7 +66,9 @@ class ProviderError(MigratorError):
     """A provider answered with an error, or could not be reached.
 
     ``code`` is the provider's own code (``Throttling.User``, ``62102``) or a transport code
-    (``Transport``, ``Timeout``); ``retryable`` is decided by the provider's error table.
+    (``Transport``, ``Timeout``); ``action`` is what the provider's error table
+    (:mod:`migrator.providers.triage`) says to do about it; ``retry_after`` is the wait the
+    provider asked for, in seconds.
     """
 
     def __init__(
@@ -35,15 +76,29 @@ class ProviderError(MigratorError):
         code: str,
         message: str,
         *,
+        action: Action = Action.FAIL,
         status: int | None = None,
         request_id: str | None = None,
-        retryable: bool = False,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}" + (f" (request {request_id})" if request_id else ""))
         self.code = code
         self.message = message
+        self.action = action
         self.status = status
         self.request_id = request_id
-        self.retryable = retryable
         self.retry_after = retry_after
+
+
+class ProviderStopped(MigratorError):
+    """The provider's circuit is open: no call is sent to it for the rest of the run.
+
+    Raised instead of sending, so the item whose call it was is untouched at the target and goes
+    back to where it was; ``until`` is set when the stop is a quota that resets at that time.
+    """
+
+    def __init__(self, provider: str, reason: str, until: float | None = None) -> None:
+        super().__init__(f"provider {provider} stopped: {reason}")
+        self.provider = provider
+        self.reason = reason
+        self.until = until

@@ -1,75 +1,271 @@
-"""Flow control for one provider account: a concurrency limit and a retry policy.
+"""Flow control for one provider account: every call to it, reads, writes and polls, goes here.
 
-Every call to a provider (reads, writes and polls alike) goes through one :class:`Flow`, so the
-limit is per account and not per stage. Retries use full-jitter exponential backoff (the AWS
-"standard" mode), wait at least what the provider asked for (``x-acs-retry-after`` in ms,
-``Retry-After`` in s, already converted to seconds on the error), and never retry what the
-provider's error table calls terminal.
+A call waits for a concurrency slot (one at a time until the account has answered once), then
+for its send slot at the account's paced rate (:mod:`~migrator.engine.rate`, per read/write class
+and overall where the provider has such quotas), and is then sent. Its answer is classified by
+the provider's error table into an :class:`~migrator.errors.Action`:
+
+- ``throttle`` lowers the rate and, like ``retry``, is sent again after a full-jitter
+  exponential backoff that waits at least what the provider asked (``x-acs-retry-after``,
+  ``Retry-After``), paid for from the client-wide :class:`~migrator.engine.budget.RetryBudget`;
+  a throttle does not use up one of the call's ``max_attempts`` (it says nothing about the
+  request), so only the budget bounds it;
+- ``resign`` is sent again at once (a fresh nonce and timestamp), once;
+- ``fail`` is the caller's item's problem, raised as is;
+- ``stop`` and ``park`` (and a throttle asking to wait longer than ``park_after``) open the
+  :class:`~migrator.engine.circuit.Circuit`: this call and every later one raise
+  :class:`~migrator.errors.ProviderStopped` without being sent.
+
+A create that must never be repeated blindly passes ``find``: after an answer that leaves it
+unknown whether the create landed (a 5xx, a timeout, a reset), ``find`` looks it up, and what is
+found is adopted; it is sent again only if nothing is found. Refusals that prove the request did
+nothing (throttle, re-sign) are re-sent directly.
+
+What each item's calls cost (calls, retries, throttles) is added to the :class:`Tally` the caller
+opened with :func:`tally`, so the pipeline can record it on the item.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import structlog
 
-from migrator.errors import ProviderError
+from migrator.engine.budget import RetryBudget, cost_of
+from migrator.engine.circuit import Circuit
+from migrator.engine.rate import AdaptiveRate
+from migrator.errors import Action, ProviderError, ProviderStopped
+
+if TYPE_CHECKING:
+    from migrator.config import ProviderConfig
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 
+#: How long to park when a park answer gives no reset time.
+DEFAULT_PARK = 3600.0
+#: A configured quota is paced this far under, so clock jitter between us and the gateway never
+#: crosses it.
+HEADROOM = 0.98
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one item's calls cost, for its row in the store."""
+
+    calls: int = 0
+    retries: int = 0
+    throttled: int = 0
+
+
+_TALLY: ContextVar[Tally | None] = ContextVar("migrator_tally", default=None)
+
+
+@contextmanager
+def tally() -> Iterator[Tally]:
+    """Count the calls made inside the block (and in tasks it starts)."""
+    counts = Tally()
+    token = _TALLY.set(counts)
+    try:
+        yield counts
+    finally:
+        _TALLY.reset(token)
+
 
 @dataclass(slots=True)
 class Flow:
-    """The concurrency limit and retry policy shared by every call to one provider account."""
+    """The limits, retry policy, budget and circuit shared by every call to one provider account."""
 
+    provider: str = "provider"
     concurrency: int = 16
     max_attempts: int = 4
+    qps: float | None = None
+    read_qps: float | None = None
+    write_qps: float | None = None
+    retry_budget: int = 500
+    park_after: float = 60.0
+    """A throttle that asks to wait longer than this (s) is a quota used up: park, don't wait."""
     base_delay: float = 0.2
     max_delay: float = 20.0
     sleep: Sleep = anyio.sleep
+    clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
     limiter: anyio.CapacityLimiter = field(init=False)
-    retries: int = field(default=0, init=False)
+    circuit: Circuit = field(init=False)
+    budget: RetryBudget = field(init=False)
+    rates: dict[str, AdaptiveRate] = field(init=False)
+    totals: Tally = field(default_factory=Tally)
+    _probe: anyio.Lock = field(init=False)
 
     def __post_init__(self) -> None:
         self.limiter = anyio.CapacityLimiter(self.concurrency)
+        self.circuit = Circuit(self.provider)
+        self.budget = RetryBudget(self.retry_budget)
+        self._probe = anyio.Lock()
+        self.rates = {}
+        for name, quota in (("all", self.qps), ("read", self.read_qps), ("write", self.write_qps)):
+            # Without a known quota an "all" class still adapts (paced from the first throttle).
+            if quota is not None or name == "all":
+                self.rates[name] = AdaptiveRate(None if quota is None else quota * HEADROOM, self.clock)
+
+    @classmethod
+    def of(cls, cfg: ProviderConfig) -> Flow:
+        """The flow for a configured provider, with its effective limits."""
+        limits = cfg.limits()
+        return cls(
+            provider=cfg.name,
+            concurrency=cfg.concurrency,
+            max_attempts=cfg.max_attempts,
+            qps=limits.qps,
+            read_qps=limits.read_qps,
+            write_qps=limits.write_qps,
+            retry_budget=cfg.retry_budget,
+            park_after=cfg.park_after,
+        )
+
+    @property
+    def retries(self) -> int:
+        return self.totals.retries
 
     def backoff(self, retry: int, floor: float | None) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**retry)], but never below the server's ask."""
         delay = self.rng.uniform(0, min(self.max_delay, self.base_delay * 2**retry))
         return max(delay, floor or 0.0)
 
-    async def call(self, what: str, fn: Callable[[], Awaitable[T]], *, attempts: int | None = None) -> T:
-        """Run ``fn`` under the limit, retrying retryable provider errors.
+    def _classes(self, write: bool) -> list[AdaptiveRate]:
+        own = self.rates.get("write" if write else "read")
+        return [r for r in (self.rates["all"], own) if r is not None]
 
-        ``attempts=1`` is for calls that must never be repeated blindly (a non-idempotent create):
-        the caller decides what an unanswered one means.
+    @asynccontextmanager
+    async def _slot(self, rates: list[AdaptiveRate]) -> AsyncIterator[None]:
+        async with self.limiter:
+            probe = None
+            if not self.circuit.proven:
+                await self._probe.acquire()
+                if self.circuit.proven:
+                    self._probe.release()
+                else:
+                    probe = self._probe
+            try:
+                wait = max(r.reserve() for r in rates)
+                if wait > 0:
+                    await anyio.sleep(wait)  # pacing runs on the real clock; ``sleep`` is for backoff
+                self.circuit.check()
+                yield
+            finally:
+                if probe is not None:
+                    probe.release()
+
+    async def call(
+        self,
+        what: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        write: bool = False,
+        find: Callable[[], Awaitable[T | None]] | None = None,
+    ) -> T:
+        """Send ``fn`` under the account's limits and act on its answer as the error table says.
+
+        ``find`` marks a create that is not idempotent (see the module docstring).
         """
-        limit = attempts or self.max_attempts
-        attempt = 0
+        rates = self._classes(write)
+        counts = _TALLY.get()
+        attempt = 0  # tries that count towards max_attempts
+        retried = 0  # every retry, for the backoff's exponent
+        resigned = False
+        last_cost = 0
         while True:
             attempt += 1
-            try:
-                async with self.limiter:
-                    return await fn()
-            except ProviderError as exc:
-                if not exc.retryable or attempt >= limit:
-                    raise
-                delay = self.backoff(attempt - 1, exc.retry_after)
-                self.retries += 1
-                log.info(
-                    "retry",
-                    call=what,
-                    code=exc.code,
-                    attempt=attempt,
-                    delay=round(delay, 3),
-                    request_id=exc.request_id,
-                )
-                await self.sleep(delay)
+            self.circuit.check()
+            async with self._slot(rates):
+                sent = self.clock()
+                self._count(counts, "calls")
+                try:
+                    result = await fn()
+                except ProviderError as exc:
+                    error = exc
+                else:
+                    self.circuit.answered()
+                    for rate in rates:
+                        rate.answered()
+                    self.budget.refund(last_cost or 1)
+                    return result
+            action = error.action
+            if action is Action.THROTTLE and (error.retry_after or 0) > self.park_after:
+                action = Action.PARK
+            if action is Action.THROTTLE:
+                self._count(counts, "throttled")
+                for rate in rates:
+                    rate.throttled(sent)
+            stopped = self._stops(action, error, resigned)
+            if stopped is not None:
+                raise stopped from error
+            if action is Action.FAIL:
+                self.circuit.answered()
+                raise error
+            if action is Action.SUSPECT:
+                raise error
+            if action is Action.RESIGN:
+                resigned = True
+                log.info("resign", call=what, code=error.code, request_id=error.request_id)
+                continue
+            # retry, throttle, or a refresh that did not cure it
+            if find is not None and not action.unexecuted:
+                found = await find()
+                if found is not None:
+                    log.info("adopted", call=what, code=error.code)
+                    return found
+            if action is Action.THROTTLE:
+                attempt -= 1  # flow control, not a failure: bounded by the retry budget instead
+            elif attempt >= self.max_attempts:
+                # Several of these in a row open the circuit for later calls; this one keeps its
+                # own answer, which leaves it unknown whether it landed.
+                self.circuit.gave_up(error)
+                raise error
+            last_cost = cost_of(error.code)
+            if not self.budget.take(last_cost):
+                stopped = self.circuit.open(f"retry budget of {self.budget.capacity} spent; last: {error}")
+                if action.unexecuted:
+                    raise stopped from error
+                raise error
+            delay = self.backoff(retried, error.retry_after)
+            retried += 1
+            self._count(counts, "retries")
+            log.info(
+                "retry",
+                call=what,
+                code=error.code,
+                retry=retried,
+                delay=round(delay, 3),
+                request_id=error.request_id,
+            )
+            await self.sleep(delay)
+
+    def _stops(self, action: Action, error: ProviderError, resigned: bool) -> ProviderStopped | None:
+        """The stop this answer causes, if it causes one."""
+        if action is Action.STOP:
+            return self.circuit.open(str(error))
+        if action is Action.PARK:
+            wait = error.retry_after if error.retry_after is not None else DEFAULT_PARK
+            until = time.time() + wait
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
+            return self.circuit.open(f"quota used up until {stamp} ({error})", until)
+        if action is Action.SUSPECT:
+            return self.circuit.suspect(error)
+        if action is Action.RESIGN and resigned:
+            return self.circuit.open(f"{error} again after signing afresh: is this machine's clock right?")
+        return None
+
+    def _count(self, counts: Tally | None, what: str) -> None:
+        setattr(self.totals, what, getattr(self.totals, what) + 1)
+        if counts is not None:
+            setattr(counts, what, getattr(counts, what) + 1)

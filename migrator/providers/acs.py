@@ -3,12 +3,13 @@
 Both products are RPC style on ``/`` with the same signing, the same error envelope (EMR's flow
 APIs may answer a lowercase variant) and the same throttling codes, so one client serves both;
 each provider decides only which parameters go in the query and which in the form body.
-Errors are classified by :data:`RETRYABLE` (a table, not scattered conditions).
+Errors are classified by :data:`ERRORS`, a table, not scattered conditions.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -18,29 +19,47 @@ from yarl import URL
 
 from migrator.auth import acs
 from migrator.config import ProviderConfig
-from migrator.errors import ConfigError, ProviderError
+from migrator.errors import Action, ConfigError, ProviderError
 from migrator.providers.transport import send
+from migrator.providers.triage import Rule, Triage
 
 FORM = "application/x-www-form-urlencoded"
 
-#: Codes worth another attempt. Every attempt is signed afresh (new nonce and timestamp), which
-#: is exactly the cure for the last two.
-RETRYABLE = frozenset(
-    {
-        "ServiceUnavailable",
-        "InternalError",
-        "UnknownError",
-        "Transport",
-        "Timeout",
-        "SignatureNonceUsed",
-        "InvalidTimeStamp.Expired",
-    }
+#: The POP gateway's answers and what each means for the run (reference: alibaba-apis.md 4.2).
+#: Throttling comes as HTTP 400 with a ``Throttling*`` code; ``Throttling.Api.Risk`` is risk
+#: control that lasts, so it parks. A signature mismatch stops the provider when the account has
+#: never worked (the secret is wrong); after that it may be one request's encoding, so it fails the
+#: item unless it repeats. Unknown 4xx fail the item, unknown 5xx retry.
+ERRORS = Triage(
+    (
+        Rule(Action.PARK, "Throttling.Api.Risk"),
+        Rule(Action.THROTTLE, "Throttling*"),
+        Rule(Action.THROTTLE, "Rejected.Throttling"),
+        Rule(Action.RETRY, "ServiceUnavailable"),
+        Rule(Action.RETRY, "InternalError"),
+        Rule(Action.RETRY, "UnknownError"),
+        Rule(Action.RESIGN, "SignatureNonceUsed"),
+        Rule(Action.RESIGN, "InvalidTimeStamp.Expired"),
+        Rule(Action.SUSPECT, "SignatureDoesNotMatch"),
+        Rule(Action.SUSPECT, "IncompleteSignature"),
+        Rule(Action.STOP, "InvalidAccessKeyId*"),
+        Rule(Action.STOP, "Forbidden*"),
+        Rule(Action.STOP, "InvalidApi.NotFound"),
+        Rule(Action.STOP, "InvalidAction.NotFound"),
+        Rule(Action.STOP, "InvalidVersion"),
+        Rule(Action.STOP, "InvalidRegionId*"),
+    )
 )
+#: Daily quotas are counted per calendar day in China Standard Time (UTC+8).
+QUOTA_DAY_OFFSET = 8 * 3600
+
+
+def until_quota_day(now: float) -> float:
+    """Seconds from ``now`` to the next 00:00 UTC+8, when daily quotas reset."""
+    return 86400 - (now + QUOTA_DAY_OFFSET) % 86400
+
+
 NOT_FOUND_MARKERS = ("NotFound", "NotExist", "NotExists", "not exist")
-
-
-def is_retryable(code: str, status: int | None) -> bool:
-    return code in RETRYABLE or code.startswith("Throttling") or (status is not None and status >= 500)
 
 
 def is_not_found(exc: ProviderError) -> bool:
@@ -118,16 +137,19 @@ class AcsClient:
                 "BadResponse",
                 f"{action}: HTTP {status} with a body that is not JSON",
                 status=status,
-                retryable=status >= 500,
+                action=Action.RETRY if status >= 500 else Action.FAIL,
             ) from None
         if status >= 400 or data.get("successResponse") is False:
             code = str(data.get("Code") or data.get("code") or f"HTTP{status}")
+            action = ERRORS.action(code, status)
+            if action is Action.PARK and retry_after is None:
+                retry_after = until_quota_day(time.time())
             raise ProviderError(
                 code,
                 str(data.get("Message") or data.get("message") or ""),
                 status=status,
                 request_id=data.get("RequestId") or data.get("requestId"),
-                retryable=is_retryable(code, status),
+                action=action,
                 retry_after=retry_after,
             )
         return data

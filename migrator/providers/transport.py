@@ -1,8 +1,8 @@
 """One HTTP exchange with a provider, shared by every client: what a failure to talk becomes.
 
-A timeout or a connection-level error is not an answer, so it becomes a retryable
-:class:`~migrator.errors.ProviderError` (``Timeout`` / ``Transport``); whether the call may have
-landed is the caller's question, not this module's.
+A timeout or a connection-level error is not an answer, so it becomes a
+:class:`~migrator.errors.ProviderError` (``Timeout`` / ``Transport``) whose action is ``retry``:
+the call may or may not have landed, which is the caller's question, not this module's.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from migrator.errors import ProviderError
+from migrator.errors import Action, ProviderError
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,10 @@ async def send(
         ) as resp:
             return Answer(resp.status, await resp.read(), resp.headers)
     except TimeoutError:
-        raise ProviderError("Timeout", f"{what}: no answer within {limits.total}s", retryable=True) from None
+        raise ProviderError(
+            "Timeout", f"{what}: no answer within {limits.total}s", action=Action.RETRY
+        ) from None
     except aiohttp.ClientError as exc:
-        raise ProviderError("Transport", f"{what}: {type(exc).__name__}: {exc}", retryable=True) from None
+        raise ProviderError(
+            "Transport", f"{what}: {type(exc).__name__}: {exc}", action=Action.RETRY
+        ) from None

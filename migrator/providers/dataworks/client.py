@@ -35,12 +35,14 @@ class DataWorks:
             raise ConfigError(f"provider {cfg.name!r}: project_id (the DataWorks workspace id) is required")
         self.project_id = cfg.project_id
         self.client = AcsClient(cfg, session, VERSION)
-        self.flow = Flow(concurrency=cfg.concurrency, max_attempts=cfg.max_attempts)
+        self.flow = Flow.of(cfg)
 
     async def _call(self, action: str, params: dict[str, str]) -> dict[str, Any]:
+        """Reads are GETs with a query, writes POSTs with a form. ImportWorkflowDefinition upserts
+        by the definition id in the spec, so every call here may be sent again."""
         if action in READS:
             return await self.flow.call(action, lambda: self.client.call(action, method="GET", query=params))
-        return await self.flow.call(action, lambda: self.client.call(action, form=params))
+        return await self.flow.call(action, lambda: self.client.call(action, form=params), write=True)
 
     def render(
         self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, UpstreamTarget]

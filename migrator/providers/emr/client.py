@@ -34,6 +34,9 @@ from migrator.providers.emr.render import UNDER_SCHEDULE, FlowPlan, JobPlan, ren
 from migrator.store import Item, State
 
 VERSION = "2016-04-08"
+#: Actions that only read (separate quota class where the account has one).
+READS = ("List", "Describe")
+Finder = Callable[[], Awaitable[str | None]]
 PAGE = 100  # below the API's limit of 250
 
 
@@ -56,15 +59,33 @@ class Emr:
             )
         self.project_id, self.region, self.cluster_id = cfg.project_id, cfg.region, cfg.cluster_id
         self.client = AcsClient(cfg, session, VERSION)
-        self.flow = Flow(concurrency=cfg.concurrency, max_attempts=cfg.max_attempts)
+        self.flow = Flow.of(cfg)
         self._categories: dict[tuple[str, str], str] = {}
         self._category_locks: defaultdict[tuple[str, str], anyio.Lock] = defaultdict(anyio.Lock)
 
     async def _call(
-        self, action: str, query: Mapping[str, str], form: Mapping[str, str] | None = None
+        self,
+        action: str,
+        query: Mapping[str, str],
+        form: Mapping[str, str] | None = None,
+        *,
+        find: Finder | None = None,
     ) -> dict[str, Any]:
+        """One action; a create passes ``find`` (EMR has no idempotency token for it), so that an
+        answer lost to a timeout or a 5xx is looked up by name instead of being sent again."""
         scoped = {"RegionId": self.region, "ProjectId": self.project_id, **query}
-        return await self.flow.call(action, lambda: self.client.call(action, query=scoped, form=form))
+
+        async def adopt() -> dict[str, Any] | None:
+            assert find is not None
+            found = await find()
+            return None if found is None else {"Id": found}
+
+        return await self.flow.call(
+            action,
+            lambda: self.client.call(action, query=scoped, form=form),
+            write=not action.startswith(READS),
+            find=adopt if find is not None else None,
+        )
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -87,18 +108,14 @@ class Emr:
         flow_folder = await self.category(plan.folder, "FLOW")
         job_ids: dict[str, str] = {}
         for job in plan.jobs:
+            find_job = self._finder("ListFlowJob", "JobList", "Job", job.name, job_folder)
             job_ids[job.task] = await self._ensure(
-                parts,
-                job.part,
-                self._finder("ListFlowJob", "JobList", "Job", job.name, job_folder),
-                partial(self._create_job, job, job_folder),
+                parts, job.part, find_job, partial(self._create_job, job, job_folder, find_job)
             )
         graph = plan.graph(job_ids)
+        find_flow = self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder)
         flow_id = await self._ensure(
-            parts,
-            "flow",
-            self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder),
-            lambda: self._create_flow(plan, flow_folder, graph),
+            parts, "flow", find_flow, lambda: self._create_flow(plan, flow_folder, graph, find_flow)
         )
         if plan.scheduled:
             await self._ensure(
@@ -110,7 +127,7 @@ class Emr:
         self,
         parts: Parts,
         part: str,
-        find: Callable[[], Awaitable[str | None]] | None,
+        find: Finder | None,
         create: Callable[[], Awaitable[str]],
     ) -> str:
         """Create ``part`` unless it exists; a part left mid-call is looked up before it is created again."""
@@ -127,9 +144,7 @@ class Emr:
         await parts.done(part, created)
         return created
 
-    def _finder(
-        self, action: str, outer: str, inner: str, name: str, folder: str | None
-    ) -> Callable[[], Awaitable[str | None]]:
+    def _finder(self, action: str, outer: str, inner: str, name: str, folder: str | None) -> Finder:
         async def find() -> str | None:
             data = await self._call(action, {"Name": name, "PageSize": str(PAGE)})
             for found in _listed(data, outer, inner):
@@ -139,9 +154,9 @@ class Emr:
 
         return find
 
-    async def _create_job(self, job: JobPlan, folder: str | None) -> str:
+    async def _create_job(self, job: JobPlan, folder: str | None, find: Finder) -> str:
         query = {**job.query, **({"ParentCategory": folder} if folder else {})}
-        return str((await self._call("CreateFlowJob", query, job.form))["Id"])
+        return str((await self._call("CreateFlowJob", query, job.form, find=find))["Id"])
 
     def _flow_params(
         self, plan: FlowPlan, folder: str | None, graph: str
@@ -151,9 +166,9 @@ class Emr:
         # takes any parameter from the form body alike.
         return query, {**plan.form, "Graph": graph}
 
-    async def _create_flow(self, plan: FlowPlan, folder: str | None, graph: str) -> str:
+    async def _create_flow(self, plan: FlowPlan, folder: str | None, graph: str, find: Finder) -> str:
         query, form = self._flow_params(plan, folder, graph)
-        return str((await self._call("CreateFlowForWeb", query, form))["Id"])
+        return str((await self._call("CreateFlowForWeb", query, form, find=find))["Id"])
 
     async def _schedule(self, plan: FlowPlan, folder: str | None, graph: str, flow_id: str) -> str:
         """EMR creates flows stopped; a scheduled workflow is put under schedule as its own part."""
@@ -178,6 +193,14 @@ class Emr:
         return parent
 
     async def _find_or_create_category(self, name: str, parent: str | None, kind: str) -> str:
+        find = partial(self._find_category, name, parent, kind)
+        found = await find()
+        if found is not None:
+            return found
+        query = {"Name": name, "Type": kind, **({"ParentId": parent} if parent else {})}
+        return str((await self._call("CreateFlowCategory", query, find=find))["Id"])
+
+    async def _find_category(self, name: str, parent: str | None, kind: str) -> str | None:
         scope = {"ParentId": parent} if parent else {"Root": "true"}
         page = 1
         while True:
@@ -193,10 +216,8 @@ class Emr:
                 ):
                     return str(cat["Id"])
             if len(listed) < PAGE:
-                break
+                return None
             page += 1
-        query = {"Name": name, "Type": kind, **({"ParentId": parent} if parent else {})}
-        return str((await self._call("CreateFlowCategory", query))["Id"])
 
     async def poll(self, remote_job_id: str) -> Polled:
         raise ProviderError("Unsupported", "EMR creates flows synchronously; there is no job to poll")

@@ -17,7 +17,8 @@ import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -29,23 +30,50 @@ from yarl import URL
 from migrator.auth import apim
 from migrator.config import ProviderConfig, TargetConfig
 from migrator.engine.flow import Flow
-from migrator.errors import ConfigError, ProviderError
+from migrator.errors import Action, ConfigError, ProviderError
 from migrator.inventory import Entry
 from migrator.model import Workflow
 from migrator.providers.base import Found, Parts, Polled, Rendered, Submitted, UpstreamTarget
 from migrator.providers.enos.read import EnosDocumentError, workflow_from_enos
 from migrator.providers.enos.render import FlowPlan, render
 from migrator.providers.transport import send
+from migrator.providers.triage import Rule, Triage
 from migrator.store import Item, State
 
 SERVICE = "/batch-processing-service/v2.1"
+#: Calls that only read (a separate quota class where the account has one).
+READS = frozenset(
+    {"flows.get", "flows.export", "flows.getMyFlow", "flows.search", "directories.listWorkFlowDirs"}
+)
 TOKEN_SERVICE = "/apim-token-service/v2.0/token"
 REFRESH_MARGIN = 60.0
-EXPIRED = "1203"
-#: Codes worth another attempt (gateway overload, token service hiccups, internal errors).
-RETRYABLE = frozenset({"429", "503", "504", "1005", "62109", "Transport", "Timeout"})
-#: Answers after which an import may or may not have created the flow.
-AMBIGUOUS = frozenset({"62109", "Transport", "Timeout", "504"})
+#: EnOS answers and what each means for the run (reference: enos-api.md 3). Gateway codes come as
+#: the HTTP status or in the body; token-service codes in ``status``; batch codes in ``code``.
+#: 1203 is handled where it happens (the token is renewed and the call sent again once).
+ERRORS = Triage(
+    (
+        Rule(Action.REFRESH, "1203"),
+        Rule(Action.RESIGN, "1001"),
+        Rule(Action.STOP, "1002"),
+        Rule(Action.STOP, "1003"),
+        Rule(Action.STOP, "1204"),
+        Rule(Action.RETRY, "1005"),
+        Rule(Action.SUSPECT, "497"),
+        Rule(Action.STOP, "498"),
+        Rule(Action.STOP, "401"),
+        Rule(Action.STOP, "403"),
+        Rule(Action.THROTTLE, "429"),
+        Rule(Action.RETRY, "500"),
+        Rule(Action.RETRY, "503"),
+        Rule(Action.RETRY, "504"),
+        Rule(Action.STOP, "62101"),
+        Rule(Action.FAIL, "62102"),
+        Rule(Action.STOP, "62103"),
+        Rule(Action.FAIL, "62104"),
+        Rule(Action.STOP, "62105"),
+        Rule(Action.RETRY, "62109"),
+    )
+)
 
 
 class ApimClient:
@@ -93,7 +121,7 @@ class ApimClient:
                 str(status),
                 f"{url.path}: HTTP {status} with a body that is not JSON",
                 status=status,
-                retryable=str(status) in RETRYABLE,
+                action=ERRORS.action(str(status), status),
             ) from None
         if status >= 400:
             code = str(data.get("code") or data.get("status") or status)
@@ -102,7 +130,7 @@ class ApimClient:
                 str(data.get("msg") or ""),
                 status=status,
                 request_id=data.get("requestId"),
-                retryable=code in RETRYABLE or str(status) in RETRYABLE,
+                action=ERRORS.action(code, status),
                 retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
             )
         return data
@@ -144,7 +172,7 @@ class ApimClient:
         if answer.get("status", answer.get("code")) != 0:
             code = str(answer.get("status", answer.get("code")))
             raise ProviderError(
-                code, f"token service: {answer.get('msg') or 'refused'}", retryable=code == "1005"
+                code, f"token service: {answer.get('msg') or 'refused'}", action=ERRORS.action(code, None)
             )
         data = answer.get("data") or {}
         self._token = str(data["accessToken"])
@@ -185,14 +213,15 @@ class ApimClient:
             code = str(answer.get("code", answer.get("status", 0)))
             if code == "0":
                 return answer.get("data")
-            if code == EXPIRED and not renewed:
+            verdict = ERRORS.action(code, None)
+            if verdict is Action.REFRESH and not renewed:
                 stale = token
                 continue
             raise ProviderError(
                 code,
                 str(answer.get("msg") or ""),
                 request_id=answer.get("requestId"),
-                retryable=code in RETRYABLE,
+                action=verdict,
             )
         raise AssertionError("unreachable")
 
@@ -204,15 +233,18 @@ class Enos:
 
     def __init__(self, cfg: ProviderConfig, session: aiohttp.ClientSession) -> None:
         self.client = ApimClient(cfg, session)
-        self.flow = Flow(concurrency=cfg.concurrency, max_attempts=cfg.max_attempts)
+        self.flow = Flow.of(cfg)
         self._dirs: dict[str, dict[str, Any]] = {}  # path -> its node in the directory tree
         self._dir_locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
         self._tree: list[dict[str, Any]] | None = None
 
-    async def _call(self, resource: str, action: str, *, retry: bool = True, **kw: Any) -> Any:
-        attempts = None if retry else 1
+    async def _call(
+        self, resource: str, action: str, *, find: Callable[[], Awaitable[Any]] | None = None, **kw: Any
+    ) -> Any:
+        """One call; ``import`` passes ``find`` (it is not idempotent), see the module docstring."""
+        what = f"{resource}.{action}"
         return await self.flow.call(
-            f"{resource}.{action}", lambda: self.client.call(resource, action, **kw), attempts=attempts
+            what, lambda: self.client.call(resource, action, **kw), write=what not in READS, find=find
         )
 
     # --- writing ------------------------------------------------------------------------------
@@ -241,19 +273,15 @@ class Enos:
             return found
         dir_id = await self.directory(plan.folder)
         await parts.begin("flow")
-        try:
-            data = await self._call(
-                "flows", "import", method="POST", retry=False, body={**plan.body, "dirId": dir_id}
-            )
-        except ProviderError as exc:
-            if exc.code not in AMBIGUOUS:
-                raise
-            found = await self.find(plan.name)  # did the import create it before failing?
-            if not found:
-                raise
-            flow_id = found
-        else:
-            flow_id = str(data["flowId"])
+
+        async def adopt() -> dict[str, Any] | None:  # did an unanswered import create it?
+            found = await self.find(plan.name)
+            return None if found is None else {"flowId": found}
+
+        data = await self._call(
+            "flows", "import", method="POST", body={**plan.body, "dirId": dir_id}, find=adopt
+        )
+        flow_id = str(data["flowId"])
         await parts.done("flow", flow_id)
         return flow_id
 
@@ -381,13 +409,34 @@ class Enos:
                         (c for c in children if c.get("isDirectory") and c.get("title") == name), None
                     )
                     if child is None:
-                        body = {"parentId": str(node["key"]), "dirName": name}
-                        created = await self._call("directories", "create", method="POST", body=body)
+                        parent = str(node["key"])
+                        body = {"parentId": parent, "dirName": name}
+                        created = await self._call(
+                            "directories",
+                            "create",
+                            method="POST",
+                            body=body,
+                            find=partial(self._dir, parent, name),
+                        )
                         child = {"title": name, "key": created["dirId"], "isDirectory": True, "children": []}
                         children.append(child)
                     self._dirs[walked] = child
             node = self._dirs[walked]
         return str(node["key"])
+
+    async def _dir(self, parent: str, name: str) -> dict[str, Any] | None:
+        """Directory ``name`` under ``parent`` as the target lists it now (after a lost answer)."""
+        stack = list(await self._call("directories", "listWorkFlowDirs") or [])
+        while stack:
+            node = stack.pop()
+            children = node.get("children") or []
+            if str(node.get("key")) == parent:
+                for child in children:
+                    if child.get("isDirectory") and child.get("title") == name:
+                        return {"dirId": child["key"]}
+                return None
+            stack.extend(children)
+        return None
 
     async def poll(self, remote_job_id: str) -> Polled:
         raise ProviderError("Unsupported", "EnOS imports are synchronous; there is no job to poll")

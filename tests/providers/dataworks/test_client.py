@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from migrator.auth import acs
 from migrator.config import ProviderConfig
-from migrator.errors import ProviderError
+from migrator.errors import Action, ProviderError
 from migrator.providers.base import JobStatus, Rendered
 from migrator.providers.dataworks.client import DataWorks
 from migrator.store import Item, Part, State
@@ -186,11 +186,11 @@ async def test_terminal_errors_are_not_retried_and_carry_code_and_request_id(
         )
         with pytest.raises(ProviderError) as err:
             await dw.submit(Rendered("42", "{}"), NO_PARTS)
-    assert (err.value.code, err.value.request_id, err.value.status, err.value.retryable) == (
+    assert (err.value.code, err.value.request_id, err.value.status, err.value.action) == (
         "InvalidParameter",
         "r7",
         400,
-        False,
+        Action.FAIL,
     )
     assert slept == []
 

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from migrator.auth import apim
 from migrator.config import ProviderConfig
-from migrator.errors import ProviderError
+from migrator.errors import Action, ProviderError
 from migrator.providers.enos.client import ApimClient
 
 TOKEN = re.compile(r"^http://enos\.test/apim-token-service/v2\.0/token/(get|refresh)$")
@@ -96,5 +96,5 @@ async def test_a_refused_refresh_falls_back_to_a_new_token_and_errors_carry_the_
         with pytest.raises(ProviderError) as err:
             await client.call("flows", "export", query={"flowId": "9"})
         api = sent(mocked, "/flows")
-    assert (err.value.code, err.value.retryable) == ("62102", False)
+    assert (err.value.code, err.value.action) == ("62102", Action.FAIL)
     assert [c.kwargs["headers"][apim.TOKEN_HEADER] for c in api] == ["T1", "T3"]
