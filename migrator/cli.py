@@ -220,15 +220,23 @@ def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
     counts = outcome.counts
     total = sum(counts.values())
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    verdict = {
-        0: "all done",
-        1: "finished with failed or invalid items",
-        3: f"stopped with {outcome.unsettled} items unsettled (the provider did not answer); "
-        "run the same command again to resume",
-    }[outcome.exit_code]
+    if outcome.stopped is not None:
+        verdict = (
+            f"stopped: {outcome.stopped}. {outcome.unsettled} items unsettled, none failed by the stop; "
+            "run the same command again once that is fixed"
+        )
+    else:
+        verdict = {
+            0: "all done",
+            1: "finished with failed or invalid items",
+            3: f"stopped with {outcome.unsettled} items unsettled (the provider did not answer); "
+            "run the same command again to resume",
+        }[outcome.exit_code]
+    cost = outcome.cost
     console.print(
         f"{job.name}: {verdict} - {total} items: {parts or 'none'} (run {outcome.run_id}, "
-        f"{outcome.retries} retries). Details: migrator report {job.path}",
+        f"{cost.calls} calls, {cost.retries} retries, {cost.throttled} throttled). "
+        f"Details: migrator report {job.path}",
         soft_wrap=True,
     )
 
@@ -262,15 +270,54 @@ def status(job: str | None, config_path: Path | None, state_path: Path | None) -
                 runs = await store.runs(name)
                 last = runs[-1] if runs else None
                 state = (last.outcome or "running") if last else "never run"
+                parked = ""
+                if counts["parked"]:
+                    until = time.localtime(await store.parked_until(name) or 0)
+                    parked = (
+                        f", {counts['parked']} parked until {time.strftime('%Y-%m-%d %H:%M:%S %Z', until)}"
+                    )
                 click.echo(
                     f"{name}: {settled}/{total} settled ({counts['done']} done, {counts['failed']} failed, "
-                    f"{counts['invalid']} invalid), {counts['polling']} async imports in flight; "
+                    f"{counts['invalid']} invalid), {counts['polling']} async imports in flight{parked}; "
                     f"last run {last.id if last else '-'}: {state}"
+                    + (f" ({last.stopped})" if last and last.stopped else "")
                 )
         return EXIT_OK
 
     try:
         sys.exit(anyio.run(show))
+    except MigratorError as exc:
+        sys.exit(_fail(exc))
+
+
+#: Failures a later attempt may not meet: the target's async job failed or never finished, or an
+#: upstream failed. Others (the target refused the request) need ``--failed``, after a fix.
+TRANSIENT_FAILURES = ("AsyncJobTimeout", "AsyncJobFailed", "UpstreamFailed")
+
+
+@main.command()
+@click.argument("job")
+@click.option("--failed", "every", is_flag=True, help="every failed item, not only those a retry may cure")
+@config_option
+@state_option
+def retry(job: str, every: bool, config_path: Path | None, state_path: Path | None) -> None:
+    """Put failed items back to pending; the next `migrator run` submits them again.
+
+    Without --failed: items whose async import failed or ran past its deadline, and those that
+    failed behind a failed upstream.
+    """
+
+    async def requeue() -> int:
+        config = load_config(config_path)
+        async with await Store.open(_state(config, state_path), create=False) as store:
+            name = _job_name(job, await store.jobs())
+            moved = await store.requeue(name, None if every else TRANSIENT_FAILURES)
+        which = "failed" if every else "retryable failed (" + ", ".join(TRANSIENT_FAILURES) + ")"
+        click.echo(f"{name}: {moved} {which} items put back to pending; `migrator run` submits them")
+        return EXIT_OK
+
+    try:
+        sys.exit(anyio.run(requeue))
     except MigratorError as exc:
         sys.exit(_fail(exc))
 
@@ -326,10 +373,29 @@ def report(
     show_default=True,
     help="async jobs finish after a random delay in this range of seconds",
 )
-@click.option("--latency", type=float, default=0.0, show_default=True, help="seconds added to every call")
-def sandbox(port: int | None, data: Path | None, job_delay: str, latency: float) -> None:
+@click.option(
+    "--faults",
+    "faults_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML or JSON file of faults to inject (quotas, throttle, server_error, latency, reset...)",
+)
+@click.option(
+    "--fault",
+    "fault_settings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="one fault setting, on top of --faults (repeatable): --fault qps=20 --fault latency.median=0.01",
+)
+def sandbox(
+    port: int | None,
+    data: Path | None,
+    job_delay: str,
+    faults_path: Path | None,
+    fault_settings: tuple[str, ...],
+) -> None:
     """Serve the provider sandboxes on loopback; prints one JSON line with endpoints and credentials."""
     from migrator.sandbox.base import SandboxSettings
+    from migrator.sandbox.faults import FaultsError, load_faults
     from migrator.sandbox.server import serve
 
     logsetup.configure(quiet=True)
@@ -338,7 +404,12 @@ def sandbox(port: int | None, data: Path | None, job_delay: str, latency: float)
     except ValueError:
         click.echo("migrator: --job-delay takes two numbers, like 0.5,2.0", err=True)
         sys.exit(EXIT_USAGE)
-    settings = SandboxSettings(job_delay=(low, high), latency=latency)
+    try:
+        faults = load_faults(faults_path, fault_settings)
+    except FaultsError as exc:
+        click.echo(f"migrator: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    settings = SandboxSettings(job_delay=(low, high), faults=faults)
     try:
         _run_async(lambda: serve(port, data, settings=settings))
     except KeyboardInterrupt:

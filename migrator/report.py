@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from migrator.errors import StoreError
-from migrator.store import State, Store
+from migrator.store import Run, State, Store
 
 FAILED_STATES = (State.FAILED.value, State.INVALID.value)
 
@@ -28,6 +29,7 @@ async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any
         raise StoreError(f"job {job!r} has no run {run} (runs: {', '.join(str(r.id) for r in runs)})")
     counts = await store.counts(job)
     failures = []
+    parked: list[dict[str, Any]] = []
     warnings: list[dict[str, str]] = []
     rules: Counter[str] = Counter()
     for item in await store.in_states(job, [State(s) for s in State]):
@@ -39,8 +41,12 @@ async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any
                     "state": item.state.value,
                     "code": item.error_code or "",
                     "message": item.error_message or "",
+                    "attempts": item.attempts,
+                    "retries": item.retries,
                 }
             )
+        elif item.state is State.PARKED:
+            parked.append({"key": item.key, "name": item.name, "until": item.not_before})
         for warning in item.warnings:
             rule = warning.split(":", 1)[0]
             rules[rule] += 1
@@ -53,22 +59,27 @@ async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any
             "target": chosen.target,
             "started_at": chosen.started_at,
             "ended_at": chosen.ended_at,
-            "outcome": chosen.outcome or "running",
+            **_run_facts(chosen),
         },
-        "runs": [
-            {
-                "id": r.id,
-                "started_at": r.started_at,
-                "ended_at": r.ended_at,
-                "outcome": r.outcome or "running",
-            }
-            for r in runs
-        ],
+        "runs": [{"id": r.id, "started_at": r.started_at, **_run_facts(r)} for r in runs],
         "total": sum(counts.values()),
         "counts": counts,
         "failures": failures,
+        "parked": parked,
         "warnings": warnings,
         "warnings_by_rule": dict(rules.most_common()),
+    }
+
+
+def _run_facts(run: Run) -> dict[str, Any]:
+    """How a run ended and what it asked of its provider (``stopped``: why its circuit opened)."""
+    return {
+        "ended_at": run.ended_at,
+        "outcome": run.outcome or "running",
+        "calls": run.calls,
+        "retries": run.retries,
+        "throttled": run.throttled,
+        "stopped": run.stopped,
     }
 
 
@@ -89,8 +100,15 @@ def print_table(report: dict[str, Any], console: Console) -> None:
     run = report["run"]
     console.print(
         f"[bold]{report['job']}[/bold]  run {run['id']} ({run['mode']} -> {run['target']}): "
-        f"{run['outcome']}, {report['total']} items"
+        f"{run['outcome']}, {report['total']} items; {run['calls'] or 0} calls, "
+        f"{run['retries'] or 0} retries, {run['throttled'] or 0} throttled"
     )
+    if run["stopped"]:
+        console.print(f"[bold red]provider stopped:[/bold red] {run['stopped']}", soft_wrap=True)
+    if report["parked"]:
+        until = max(p["until"] or 0 for p in report["parked"])
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
+        console.print(f"{len(report['parked'])} items parked until {stamp}, when the quota resets")
     console.print(_pairs("items by state", "state", "items", report["counts"]))
     if report["warnings_by_rule"]:
         console.print(_pairs("translation warnings by rule", "rule", "count", report["warnings_by_rule"]))

@@ -3,12 +3,12 @@
 A downstream workflow names its upstreams (by item key or by workflow name); its request can
 only be rendered once every upstream has a target id (EMR ``ParentFlowList``) and exists at the
 target (a DataWorks dependency must resolve to an existing output). The inventory need not be in
-topological order: a workflow whose upstream is not ready is *parked* in memory, and released
-when that upstream settles. Only parked workflows are kept in memory.
+topological order: a workflow whose upstream is not ready is *held* in memory, and released
+when that upstream settles. Only held workflows are kept in memory.
 
 What can never be released is decided once nothing else is in flight: a reference to a workflow
 that is in neither the inventory nor the store is external (the workflow goes ahead, with a
-warning that the dependency is not carried); parked workflows that wait on each other form a
+warning that the dependency is not carried); held workflows that wait on each other form a
 cycle (invalid, with the cycle named); an upstream that failed fails its dependants.
 """
 
@@ -28,11 +28,11 @@ BROKEN = frozenset({State.FAILED, State.INVALID})
 
 
 @dataclass(slots=True)
-class Parked:
+class Held:
     """A workflow waiting for its upstreams; ``waits_on`` holds references not yet ready."""
 
     entry: Entry
-    attempts: int
+    row: Item | None
     waits_on: set[str] = field(default_factory=set)
 
     @property
@@ -54,12 +54,12 @@ class Gate:
     def __init__(self, store: Store, job: str) -> None:
         self._store = store
         self._job = job
-        self._parked: dict[str, Parked] = {}  # by the parked item's own key
+        self._held: dict[str, Held] = {}  # by the held item's own key
         self._external: set[str] = set()  # references decided to be outside this job
 
     @property
-    def parked(self) -> int:
-        return len(self._parked)
+    def held(self) -> int:
+        return len(self._held)
 
     async def _lookup(self, refs: Iterable[str]) -> dict[str, Item | None]:
         """Each reference resolved by item key first, then by a unique workflow name."""
@@ -88,43 +88,43 @@ class Gate:
                 waits.add(ref)
         return Verdict(targets, frozenset(waits))
 
-    def park(self, entry: Entry, attempts: int, waits_on: Iterable[str]) -> None:
-        self._parked[entry.key] = Parked(entry, attempts, set(waits_on))
+    def hold(self, entry: Entry, row: Item | None, waits_on: Iterable[str]) -> None:
+        self._held[entry.key] = Held(entry, row, set(waits_on))
 
-    def waiting_on(self, refs: Iterable[str]) -> list[Parked]:
-        """Parked workflows that wait on any of ``refs`` (keys or names that just changed)."""
+    def waiting_on(self, refs: Iterable[str]) -> list[Held]:
+        """Held workflows that wait on any of ``refs`` (keys or names that just changed)."""
         changed = set(refs)
-        return [p for p in self._parked.values() if p.waits_on & changed]
+        return [p for p in self._held.values() if p.waits_on & changed]
 
-    def get(self, key: str) -> Parked | None:
-        return self._parked.get(key)
+    def get(self, key: str) -> Held | None:
+        return self._held.get(key)
 
-    def unpark(self, key: str) -> Parked:
-        return self._parked.pop(key)
+    def let_go(self, key: str) -> Held:
+        return self._held.pop(key)
 
-    async def stalemate(self) -> tuple[list[Parked], list[tuple[Parked, list[str]]]]:
+    async def stalemate(self) -> tuple[list[Held], list[tuple[Held, list[str]]]]:
         """Nothing is in flight any more: decide what is left.
 
-        Returns the parked workflows whose remaining references point outside the job (released
-        with a warning), and those that wait on a cycle of parked workflows, with that cycle.
+        Returns the held workflows whose remaining references point outside the job (released
+        with a warning), and those that wait on a cycle of held workflows, with that cycle.
         Workflows waiting on an upstream that exists but is unsettled (say, left ``submitting``
-        by a provider that stopped answering) stay parked for the next run.
+        by a provider that stopped answering) stay held for the next run.
         """
-        names = {p.workflow.name: k for k, p in self._parked.items()}
+        names = {p.workflow.name: k for k, p in self._held.items()}
 
-        def parked_key(ref: str) -> str | None:
-            return ref if ref in self._parked else names.get(ref)
+        def held_key(ref: str) -> str | None:
+            return ref if ref in self._held else names.get(ref)
 
-        edges = [(k, up) for k, p in self._parked.items() for ref in p.waits_on if (up := parked_key(ref))]
-        outside: list[Parked] = []
-        cyclic: list[tuple[Parked, list[str]]] = []
-        for key, parked in list(self._parked.items()):
-            if any(parked_key(ref) for ref in parked.waits_on):
-                others = [k for k in self._parked if k != key]
-                cyclic.append((parked, find_cycle([key, *others], edges)))
+        edges = [(k, up) for k, p in self._held.items() for ref in p.waits_on if (up := held_key(ref))]
+        outside: list[Held] = []
+        cyclic: list[tuple[Held, list[str]]] = []
+        for key, held in list(self._held.items()):
+            if any(held_key(ref) for ref in held.waits_on):
+                others = [k for k in self._held if k != key]
+                cyclic.append((held, find_cycle([key, *others], edges)))
                 continue
-            found = await self._lookup(parked.waits_on)
+            found = await self._lookup(held.waits_on)
             if all(item is None for item in found.values()):
-                self._external.update(parked.waits_on)
-                outside.append(parked)
+                self._external.update(held.waits_on)
+                outside.append(held)
         return outside, cyclic

@@ -12,6 +12,7 @@ exist at the target, so upstreams are always created first, whatever the invento
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -22,12 +23,25 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from migrator.config import JobConfig, ProviderConfig
+from migrator.engine.flow import tally
 from migrator.engine.gate import Gate, Verdict
 from migrator.engine.poller import Poller
-from migrator.errors import ProviderError, TranslationError
+from migrator.errors import ProviderError, ProviderStopped, TranslationError
 from migrator.inventory import Entry
 from migrator.providers.base import Provider, Rendered, UpstreamTarget
-from migrator.store import TERMINAL, Change, Move, Part, PartMove, Record, Seen, State, Store
+from migrator.store import (
+    TERMINAL,
+    Change,
+    Item,
+    Move,
+    Part,
+    PartMove,
+    Record,
+    RunCost,
+    Seen,
+    State,
+    Store,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +75,7 @@ class Work:
     rendered: Rendered
     content_hash: str
     attempts: int
+    retries: int
 
 
 class PartLog:
@@ -87,7 +102,8 @@ class Outcome:
     run_id: int
     counts: dict[str, int]
     interrupted: bool = False
-    retries: int = 0
+    cost: RunCost = field(default_factory=RunCost)
+    stopped: ProviderStopped | None = None
 
     @property
     def unsettled(self) -> int:
@@ -95,8 +111,8 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        """3 when work is left for the next run (the provider stopped answering), else 1 or 0."""
-        if self.interrupted or self.unsettled:
+        """3 when work is left for the next run (the provider stopped or stopped answering), else 1 or 0."""
+        if self.interrupted or self.stopped is not None or self.unsettled:
             return 3
         return 1 if self.counts["failed"] or self.counts["invalid"] else 0
 
@@ -126,7 +142,12 @@ class Pipeline:
         self.run_id = await self.store.start_run(self.job.name, self.job.mode, self.job.target.provider)
         log.info("run started", job=self.job.name, run=self.run_id, target=self.cfg.name)
         outcome = "interrupted"
+        flow = self.provider.flow
         try:
+            until = await self.store.parked_until(self.job.name)
+            if until is not None and until > self.clock():
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
+                flow.circuit.open(f"quota used up until {stamp}; parked items wait for it", until)
             await self.reconcile()
             poller = Poller(
                 self.job.name,
@@ -148,20 +169,37 @@ class Pipeline:
                 tg.start_soon(self.submit_all, work_rx)
                 tg.start_soon(poller.run)
             counts = await self.store.counts(self.job.name)
-            outcome = "completed"
-            return Outcome(self.run_id, counts, retries=self.provider.flow.retries)
+            stopped = flow.circuit.stopped
+            outcome = "completed" if stopped is None else "stopped"
+            return Outcome(self.run_id, counts, cost=self._cost(), stopped=stopped)
         finally:
             with anyio.CancelScope(shield=True):
-                await self.store.finish_run(self.run_id, outcome)
+                await self.store.finish_run(self.run_id, outcome, self._cost())
                 log.info("run ended", job=self.job.name, run=self.run_id, outcome=outcome)
+
+    def _cost(self) -> RunCost:
+        flow = self.provider.flow
+        stopped = flow.circuit.stopped
+        totals = flow.totals
+        return RunCost(totals.calls, totals.retries, totals.throttled, stopped.reason if stopped else None)
+
+    @property
+    def stopped(self) -> bool:
+        """The provider's circuit is open: nothing more is sent this run."""
+        return self.provider.flow.circuit.stopped is not None
 
     # --- reconciliation -------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
         """Settle rows a previous process left in ``submitting`` before anything new is sent."""
         for item in await self.store.in_states(self.job.name, [State.SUBMITTING]):
-            found = await self.provider.reconcile(item)
+            try:
+                with tally() as cost:
+                    found = await self.provider.reconcile(item)
+            except ProviderStopped:
+                return  # left in `submitting`: the next run reconciles it
             now = self.clock()
+            retries = {"retries": item.retries + cost.retries}
             changes: list[Change]
             if found is None:
                 changes = [
@@ -169,6 +207,7 @@ class Pipeline:
                         item.key,
                         frozenset({State.SUBMITTING}),
                         State.PENDING,
+                        retries,
                         detail="reconciled: not found at the target; will be submitted again",
                     )
                 ]
@@ -178,7 +217,7 @@ class Pipeline:
                         item.key,
                         frozenset({State.SUBMITTING}),
                         State.SUBMITTED,
-                        {"target_id": found.target_id, "remote_job_id": found.remote_job_id},
+                        {"target_id": found.target_id, "remote_job_id": found.remote_job_id, **retries},
                         detail="reconciled: async job found at the target",
                     ),
                     self._start_polling(item.key, now),
@@ -189,7 +228,7 @@ class Pipeline:
                         item.key,
                         frozenset({State.SUBMITTING}),
                         State.SUBMITTED,
-                        {"target_id": found.target_id},
+                        {"target_id": found.target_id, **retries},
                         detail="reconciled: found at the target",
                     ),
                     Move(item.key, frozenset({State.SUBMITTED}), State.DONE),
@@ -242,8 +281,9 @@ class Pipeline:
         existing = await self.store.items(job, [e.key for e in batch])
         target = self.job.target.provider
         changes: list[Change] = []
-        ready: list[tuple[Entry, int]] = []
+        ready: list[tuple[Entry, Item | None]] = []
         first_seen: dict[str, str] = {}
+        now = self.clock()
         for entry in batch:
             row = existing.get(entry.key)
             if entry.key in first_seen or (row is not None and row.seen_run == self.run_id):
@@ -263,7 +303,8 @@ class Pipeline:
                 self.observer.settled(State.INVALID)
                 continue
             first_seen[entry.key] = entry.origin
-            if row is not None and row.state in SETTLED_OR_IN_FLIGHT:
+            waiting = row is not None and row.state is State.PARKED and (row.not_before or 0) > now
+            if row is not None and (row.state in SETTLED_OR_IN_FLIGHT or waiting):
                 changes.append(Seen(entry.key))
                 if row.state in TERMINAL:
                     self.observer.settled(row.state)
@@ -284,32 +325,34 @@ class Pipeline:
                 continue
             digest = entry.workflow.content_hash()
             changes.append(Record(entry.key, entry.name, entry.origin, target, State.PENDING, digest))
-            ready.append((entry, row.attempts if row else 0))
+            ready.append((entry, row))
         await self.store.apply(job, self.run_id, changes)
-        for entry, attempts in ready:
-            await self._admit(entry, attempts, tx)
-        # Workflows parked on a reference that this batch has just recorded may now resolve.
-        for parked in self.gate.waiting_on([*(e.key for e in batch), *(e.name for e in batch)]):
-            self._wake_tx.send_nowait(parked.entry.key)
+        for entry, row in ready:
+            await self._admit(entry, row, tx)
+        # Workflows held on a reference that this batch has just recorded may now resolve.
+        for held in self.gate.waiting_on([*(e.key for e in batch), *(e.name for e in batch)]):
+            self._wake(held.entry.key)
 
-    async def _admit(self, entry: Entry, attempts: int, tx: MemoryObjectSendStream[Work]) -> None:
-        """Render and send now, park until the upstreams exist, or fail behind a broken upstream."""
+    async def _admit(self, entry: Entry, row: Item | None, tx: MemoryObjectSendStream[Work]) -> None:
+        """Render and send now, hold until the upstreams exist, or fail behind a broken upstream."""
         assert entry.workflow is not None
         verdict = await self.gate.judge(entry.workflow) if entry.workflow.upstream else Verdict({})
         if verdict.blocked:
             await self._fail_pending(entry.key, entry.name, "UpstreamFailed", verdict.blocked)
         elif verdict.waits_on:
-            self.gate.park(entry, attempts, verdict.waits_on)
+            self.gate.hold(entry, row, verdict.waits_on)
         else:
-            await self._render_and_send(entry, attempts, verdict.targets, tx)
+            await self._render_and_send(entry, row, verdict.targets, tx)
 
     async def _render_and_send(
         self,
         entry: Entry,
-        attempts: int,
+        row: Item | None,
         targets: dict[str, UpstreamTarget],
         tx: MemoryObjectSendStream[Work],
     ) -> None:
+        if self.stopped:
+            return  # stays `pending` for the next run
         workflow = entry.workflow
         assert workflow is not None
         key, name = entry.key, entry.name
@@ -343,7 +386,8 @@ class Pipeline:
         )
         await self.store.apply(self.job.name, self.run_id, [recorded])
         self.in_flight += 1
-        await tx.send(Work(key, name, rendered, digest, attempts))
+        attempts, retries = (row.attempts, row.retries) if row else (0, 0)
+        await tx.send(Work(key, name, rendered, digest, attempts, retries))
 
     async def _fail_pending(
         self, key: str, name: str, code: str, message: str, state: State = State.FAILED
@@ -364,24 +408,31 @@ class Pipeline:
         self.observer.settled(state)
         await self.settled(key, name, state)
 
+    def _wake(self, key: str) -> None:
+        """Tell the release loop a held workflow may be ready; it may have ended if the provider stopped."""
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._wake_tx.send_nowait(key)
+
     async def settled(self, key: str, name: str, state: State) -> None:
-        """An item reached a final state this run: wake the workflows parked on it."""
-        for parked in self.gate.waiting_on([key, name]):
-            self._wake_tx.send_nowait(parked.entry.key)
+        """An item reached a final state this run: wake the workflows held on it."""
+        for held in self.gate.waiting_on([key, name]):
+            self._wake(held.entry.key)
 
     async def release(self, tx: MemoryObjectSendStream[Work]) -> None:
-        """Feed parked workflows to the submit stage as their upstreams settle; end at quiescence."""
+        """Feed held workflows to the submit stage as their upstreams settle; end at quiescence."""
         async with tx, self._wake_rx:
             while True:
                 woken: str | None = None
                 with anyio.move_on_after(0.1):
                     woken = await self._wake_rx.receive()
+                if self.stopped:
+                    return  # held workflows stay `pending` for the next run
                 if woken is not None:
                     await self._recheck(woken, tx)
                     continue
                 if not self.translated.is_set():
                     continue
-                if not self.gate.parked:
+                if not self.gate.held:
                     return
                 if self.in_flight or await self.store.next_poll_at(self.job.name) is not None:
                     continue
@@ -389,30 +440,30 @@ class Pipeline:
                     return  # what is left waits on upstreams that did not settle: the next run
 
     async def _recheck(self, key: str, tx: MemoryObjectSendStream[Work]) -> None:
-        parked = self.gate.get(key)
-        if parked is None:
+        held = self.gate.get(key)
+        if held is None:
             return
-        verdict = await self.gate.judge(parked.workflow)
+        verdict = await self.gate.judge(held.workflow)
         if verdict.blocked:
-            self.gate.unpark(key)
-            await self._fail_pending(key, parked.entry.name, "UpstreamFailed", verdict.blocked)
+            self.gate.let_go(key)
+            await self._fail_pending(key, held.entry.name, "UpstreamFailed", verdict.blocked)
         elif verdict.waits_on:
-            parked.waits_on = set(verdict.waits_on)
+            held.waits_on = set(verdict.waits_on)
         else:
-            self.gate.unpark(key)
-            await self._render_and_send(parked.entry, parked.attempts, verdict.targets, tx)
+            self.gate.let_go(key)
+            await self._render_and_send(held.entry, held.row, verdict.targets, tx)
 
     async def _resolve_stalemate(self, tx: MemoryObjectSendStream[Work]) -> bool:
         """Nothing is in flight: release external references, fail cycles. False if nothing moved."""
         outside, cyclic = await self.gate.stalemate()
-        for parked, cycle in cyclic:
-            self.gate.unpark(parked.entry.key)
+        for held, cycle in cyclic:
+            self.gate.let_go(held.entry.key)
             message = "cross-workflow dependency cycle: " + " -> ".join(cycle)
             await self._fail_pending(
-                parked.entry.key, parked.entry.name, "DependencyCycle", message, State.INVALID
+                held.entry.key, held.entry.name, "DependencyCycle", message, State.INVALID
             )
-        for parked in outside:  # their references are external now: they judge ready
-            await self._recheck(parked.entry.key, tx)
+        for held in outside:  # their references are external now: they judge ready
+            await self._recheck(held.entry.key, tx)
         return bool(outside or cyclic)
 
     async def submit_all(self, rx: MemoryObjectReceiveStream[Work]) -> None:
@@ -433,6 +484,10 @@ class Pipeline:
 
     async def submit(self, work: Work) -> None:
         job, key = self.job.name, work.key
+        stopped = self.provider.flow.circuit.stopped
+        if stopped is not None:  # not sent: back to where a next run picks it up
+            await self.store.apply(job, self.run_id, [self._unsent(key, State.RENDERED, stopped)])
+            return
         await self.store.apply(
             job,
             self.run_id,
@@ -446,39 +501,17 @@ class Pipeline:
             ],
         )
         parts = PartLog(self.store, job, self.run_id, key, await self.store.parts(job, key))
-        try:
-            result = await self.provider.submit(work.rendered, parts)
-        except ProviderError as exc:
-            # Without a definite answer (throttled, 5xx, timeout, reset) after every attempt the
-            # call may have landed: the item is not failed but stays `submitting`, and the next run
-            # looks it up at the target before sending anything.
-            unanswered = exc.retryable
-            message = exc.message + (f" (request {exc.request_id})" if exc.request_id else "")
-            await self.store.apply(
-                job,
-                self.run_id,
-                [
-                    Move(
-                        key,
-                        frozenset({State.SUBMITTING}),
-                        State.SUBMITTING if unanswered else State.FAILED,
-                        {"error_code": exc.code, "error_message": message},
-                        detail=f"no definite answer ({exc.code}); reconciled on the next run"
-                        if unanswered
-                        else None,
-                    )
-                ],
-            )
-            log.warning(
-                "submit unanswered" if unanswered else "submit failed",
-                key=key,
-                code=exc.code,
-                request_id=exc.request_id,
-            )
-            if not unanswered:
-                self.observer.settled(State.FAILED)
-                await self.settled(key, work.name, State.FAILED)
-            return
+        with tally() as cost:
+            try:
+                result = await self.provider.submit(work.rendered, parts)
+            except ProviderStopped as exc:
+                # The call that met the stop was refused or never sent; parts already made are
+                # checkpointed, so the next run resumes this item from them.
+                await self.store.apply(job, self.run_id, [self._unsent(key, State.SUBMITTING, exc)])
+                return
+            except ProviderError as exc:
+                await self._unsubmitted(work, exc, work.retries + cost.retries)
+                return
         submitted = Move(
             key,
             frozenset({State.SUBMITTING}),
@@ -489,6 +522,7 @@ class Pipeline:
                 "submitted_hash": work.content_hash,
                 "error_code": None,
                 "error_message": None,
+                "retries": work.retries + cost.retries,
             },
         )
         if result.remote_job_id:
@@ -500,3 +534,44 @@ class Pipeline:
             self.observer.settled(State.DONE)
             await self.settled(key, work.name, State.DONE)
         log.debug("submitted", key=key, target_id=result.target_id, remote_job_id=result.remote_job_id)
+
+    @staticmethod
+    def _unsent(key: str, now_in: State, stopped: ProviderStopped) -> Move:
+        """An item the stopped provider did not take: ``parked`` until a quota resets, else ``pending``."""
+        fields: dict[str, object] = {"error_code": "ProviderStopped", "error_message": stopped.reason}
+        if stopped.until is not None:
+            return Move(key, frozenset({now_in}), State.PARKED, {**fields, "not_before": stopped.until})
+        return Move(key, frozenset({now_in}), State.PENDING, fields, detail=f"not sent: {stopped}")
+
+    async def _unsubmitted(self, work: Work, exc: ProviderError, retries: int) -> None:
+        """The submit ended in an error after its attempts: what that means depends on the answer.
+
+        A definite refusal of the request itself (``fail``) fails the item. A refusal for rate or
+        an expired token proves nothing was done: the item goes back to ``pending``. Without a
+        definite answer (5xx, timeout, reset) the call may have landed: the item stays
+        ``submitting``, and the next run looks it up at the target before sending anything.
+        """
+        action = exc.action
+        to = State.FAILED if action.fails_item else State.PENDING if action.unexecuted else State.SUBMITTING
+        message = exc.message + (f" (request {exc.request_id})" if exc.request_id else "")
+        detail = {
+            State.SUBMITTING: f"no definite answer ({exc.code}); reconciled on the next run",
+            State.PENDING: f"not taken ({exc.code}); sent again by the next run",
+        }.get(to)
+        await self.store.apply(
+            self.job.name,
+            self.run_id,
+            [
+                Move(
+                    work.key,
+                    frozenset({State.SUBMITTING}),
+                    to,
+                    {"error_code": exc.code, "error_message": message, "retries": retries},
+                    detail=detail,
+                )
+            ],
+        )
+        log.warning(f"submit {to.value}", key=work.key, code=exc.code, request_id=exc.request_id)
+        if to is State.FAILED:
+            self.observer.settled(State.FAILED)
+            await self.settled(work.key, work.name, State.FAILED)

@@ -16,8 +16,9 @@ import anyio
 import structlog
 
 from migrator.config import PollPolicy
-from migrator.errors import ProviderError
-from migrator.providers.base import JobStatus, Provider
+from migrator.engine.flow import tally
+from migrator.errors import ProviderError, ProviderStopped
+from migrator.providers.base import JobStatus, Polled, Provider
 from migrator.store import Item, Move, State, Store
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class Poller:
     async def run(self) -> None:
         """Until the submit stage has finished and no row is left in ``polling``."""
         batch = max(4, self.provider.flow.concurrency * 4)
-        while True:
+        circuit = self.provider.flow.circuit
+        while circuit.stopped is None:  # once stopped, `polling` rows wait for the next run
             finished = self.submits_done.is_set()  # read before the query: see the docstring
             now = self.clock()
             due = await self.store.due_polls(self.job, now, batch)
@@ -61,69 +63,59 @@ class Poller:
         assert item.remote_job_id is not None
         now = self.clock()
         polls = item.polls + 1
-        try:
-            result = await self.provider.poll(item.remote_job_id)
-        except ProviderError as exc:
-            if exc.retryable:
-                await self._again(item, polls, now, f"{exc.code}: {exc.message}")
-                return
-            await self._finish(
-                item, State.FAILED, polls, exc.code, f"polling job {item.remote_job_id}: {exc.message}"
-            )
-            return
-        if result.status is JobStatus.SUCCESS:
-            await self._finish(item, State.DONE, polls)
+        job = item.remote_job_id
+        with tally() as cost:
+            try:
+                result: Polled | ProviderError = await self.provider.poll(job)
+            except ProviderStopped:
+                return  # still `polling`, with its job id: the next run polls it
+            except ProviderError as exc:
+                result = exc
+        done = {"polls": polls, "retries": item.retries + cost.retries}
+        if isinstance(result, ProviderError):
+            if result.action.fails_item:
+                await self._finish(
+                    item, State.FAILED, done, result.code, f"polling job {job}: {result.message}"
+                )
+            else:
+                await self._again(item, done, now, f"{result.code}: {result.message}")
+        elif result.status is JobStatus.SUCCESS:
+            await self._finish(item, State.DONE, done)
         elif result.status is JobStatus.FAILED:
             await self._finish(
-                item,
-                State.FAILED,
-                polls,
-                "AsyncJobFailed",
-                f"async job {item.remote_job_id} failed: {result.error}",
+                item, State.FAILED, done, "AsyncJobFailed", f"async job {job} failed: {result.error}"
             )
         elif item.deadline_at is not None and now >= item.deadline_at:
             await self._finish(
                 item,
                 State.FAILED,
-                polls,
+                done,
                 "AsyncJobTimeout",
-                f"async job {item.remote_job_id} still running after {self.policy.deadline:g}s "
+                f"async job {job} still running after {self.policy.deadline:g}s "
                 f"({polls} polls); `migrator retry` submits it again",
             )
         else:
-            await self._again(item, polls, now, None)
+            await self._again(item, done, now, None)
 
-    async def _again(self, item: Item, polls: int, now: float, note: str | None) -> None:
+    async def _again(self, item: Item, done: dict[str, int], now: float, note: str | None) -> None:
+        next_poll = now + self.policy.delay(done["polls"])
         await self.store.apply(
             self.job,
             self.run_id,
-            [
-                Move(
-                    item.key,
-                    POLLING,
-                    State.POLLING,
-                    {"polls": polls, "next_poll_at": now + self.policy.delay(polls)},
-                    detail=note,
-                ),
-            ],
+            [Move(item.key, POLLING, State.POLLING, {**done, "next_poll_at": next_poll}, detail=note)],
         )
 
     async def _finish(
-        self, item: Item, state: State, polls: int, code: str | None = None, message: str | None = None
+        self,
+        item: Item,
+        state: State,
+        done: dict[str, int],
+        code: str | None = None,
+        message: str | None = None,
     ) -> None:
         key = item.key
-        await self.store.apply(
-            self.job,
-            self.run_id,
-            [
-                Move(
-                    key,
-                    POLLING,
-                    state,
-                    {"polls": polls, "next_poll_at": None, "error_code": code, "error_message": message},
-                ),
-            ],
-        )
+        fields = {**done, "next_poll_at": None, "error_code": code, "error_message": message}
+        await self.store.apply(self.job, self.run_id, [Move(key, POLLING, state, fields)])
         if state is State.FAILED:
             log.warning("async job failed", key=key, code=code, reason=message)
         self.observer.settled(state)

@@ -1,7 +1,7 @@
 """The SQLite checkpoint store: schema, transitions, and the queries reports read."""
 
 from migrator.store.schema import TERMINAL, State
-from migrator.store.store import Change, Item, Move, Part, PartMove, Record, Run, Seen, Store
+from migrator.store.store import Change, Item, Move, Part, PartMove, Record, Run, RunCost, Seen, Store
 
 __all__ = [
     "TERMINAL",
@@ -12,6 +12,7 @@ __all__ = [
     "PartMove",
     "Record",
     "Run",
+    "RunCost",
     "Seen",
     "State",
     "Store",

@@ -11,7 +11,11 @@ from enum import StrEnum
 
 
 class State(StrEnum):
-    """The item state machine of DESIGN.md (``parked`` and ``orphaned`` arrive with later features)."""
+    """The item state machine of DESIGN.md (``orphaned`` arrives with sync).
+
+    ``parked`` is an item whose call met a used-up quota: it is not sent again before its
+    ``not_before`` (the quota's reset time), then it is picked up like a pending one.
+    """
 
     PENDING = "pending"
     RENDERED = "rendered"
@@ -22,6 +26,7 @@ class State(StrEnum):
     INVALID = "invalid"
     FAILED = "failed"
     SKIPPED = "skipped"
+    PARKED = "parked"
 
 
 TERMINAL = frozenset({State.DONE, State.INVALID, State.FAILED, State.SKIPPED})
@@ -92,5 +97,14 @@ MIGRATIONS: tuple[str, ...] = (
         BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
     CREATE TRIGGER events_no_delete BEFORE DELETE ON events
         BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+    """,
+    # 2: flow control: parked items, retries per item, what each run cost and why it stopped
+    """
+    ALTER TABLE items ADD COLUMN not_before REAL;
+    ALTER TABLE items ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN calls INTEGER;
+    ALTER TABLE runs ADD COLUMN retries INTEGER;
+    ALTER TABLE runs ADD COLUMN throttled INTEGER;
+    ALTER TABLE runs ADD COLUMN stopped TEXT;
     """,
 )

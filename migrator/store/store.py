@@ -33,7 +33,7 @@ Clock = Callable[[], float]
 _ITEM_COLUMNS = (
     "job, key, name, origin, target, content_hash, submitted_hash, state, attempts, target_id, "
     "remote_job_id, next_poll_at, deadline_at, polls, error_code, error_message, warnings, run_id, "
-    "created_at, updated_at, seen_run"
+    "created_at, updated_at, seen_run, not_before, retries"
 )
 _MOVABLE = frozenset(
     {
@@ -48,6 +48,8 @@ _MOVABLE = frozenset(
         "error_code",
         "error_message",
         "warnings",
+        "not_before",
+        "retries",
     }
 )
 
@@ -77,6 +79,8 @@ class Item:
     created_at: float
     updated_at: float
     seen_run: int | None
+    not_before: float | None = None
+    retries: int = 0
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Item:
@@ -150,6 +154,20 @@ class Run:
     started_at: float
     ended_at: float | None
     outcome: str | None
+    calls: int | None = None
+    retries: int | None = None
+    throttled: int | None = None
+    stopped: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunCost:
+    """What a run asked of its provider, and why it stopped early if it did."""
+
+    calls: int = 0
+    retries: int = 0
+    throttled: int = 0
+    stopped: str | None = None
 
 
 @dataclass(slots=True)
@@ -243,16 +261,19 @@ class Store:
         assert run_id is not None
         return run_id
 
-    async def finish_run(self, run_id: int, outcome: str) -> None:
+    async def finish_run(self, run_id: int, outcome: str, cost: RunCost | None = None) -> None:
+        cost = cost or RunCost()
         async with self._transaction():
             await self._conn.execute(
-                "UPDATE runs SET ended_at = ?, outcome = ? WHERE id = ?", (self._clock(), outcome, run_id)
+                "UPDATE runs SET ended_at = ?, outcome = ?, calls = ?, retries = ?, throttled = ?, "
+                "stopped = ? WHERE id = ?",
+                (self._clock(), outcome, cost.calls, cost.retries, cost.throttled, cost.stopped, run_id),
             )
 
     async def runs(self, job: str) -> list[Run]:
         rows = await self._fetchall(
-            "SELECT id, job, mode, target, pid, started_at, ended_at, outcome FROM runs "
-            "WHERE job = ? ORDER BY id",
+            "SELECT id, job, mode, target, pid, started_at, ended_at, outcome, calls, retries, "
+            "throttled, stopped FROM runs WHERE job = ? ORDER BY id",
             (job,),
         )
         return [Run(*r) for r in rows]
@@ -322,6 +343,39 @@ class Store:
     async def next_poll_at(self, job: str) -> float | None:
         row = await self._fetchone(
             "SELECT MIN(next_poll_at) FROM items WHERE job = ? AND state = 'polling'", (job,)
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def requeue(self, job: str, codes: Sequence[str] | None) -> int:
+        """Failed items (those failed with one of ``codes``, or all) back to ``pending``."""
+        sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND state = 'failed'"
+        args: tuple[Any, ...] = (job,)
+        if codes is not None:
+            sql += f" AND error_code IN ({','.join('?' * len(codes))})"
+            args += tuple(codes)
+        items = [Item.from_row(r) for r in await self._fetchall(sql, args)]
+        cleared = {
+            "error_code": None,
+            "error_message": None,
+            "remote_job_id": None,
+            "next_poll_at": None,
+            "deadline_at": None,
+            "polls": 0,
+        }
+        moves = [
+            Move(
+                i.key, frozenset({State.FAILED}), State.PENDING, cleared, detail=f"retry: was {i.error_code}"
+            )
+            for i in items
+        ]
+        for start in range(0, len(moves), 500):
+            await self.apply(job, None, moves[start : start + 500])
+        return len(moves)
+
+    async def parked_until(self, job: str) -> float | None:
+        """The latest reset time among parked items: the provider's quota is used up until then."""
+        row = await self._fetchone(
+            "SELECT MAX(not_before) FROM items WHERE job = ? AND state = 'parked'", (job,)
         )
         return None if row is None or row[0] is None else float(row[0])
 

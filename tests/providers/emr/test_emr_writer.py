@@ -113,7 +113,7 @@ def test_sigkill_while_jobs_are_created_then_rerun_creates_nothing_twice(tmp_pat
     config = tmp_path / "config.toml"
     config.write_text(
         '[state]\npath = "state.db"\n[providers.emr]\nsandbox = true\nconcurrency = 8\n'
-        "[providers.emr.sandbox_options]\nlatency = 0.03\n"
+        "[providers.emr.sandbox_options.faults]\nlatency = {median = 0.03}\n"
     )
     state = tmp_path / "state.db"
     command = [sys.executable, "-m", "migrator", "run", str(job), "--config", str(config)]

@@ -67,8 +67,8 @@ def test_expiring_tokens_and_lost_import_answers_cost_no_item_and_no_duplicate(t
     inv = tmp_path / "inv.jsonl"
     workflows = list(generate(40, seed=31))
     write_jsonl(inv, workflows)
-    options = ("concurrency = 8\n[providers.enos.sandbox_options]\ntoken_ttl = 0.6\nlatency = 0.15\n"
-               "faults = {import_lost_answer = 0.3}\n")  # fmt: skip
+    options = ("concurrency = 8\n[providers.enos.sandbox_options]\ntoken_ttl = 0.6\n"
+               "faults = {import_lost_answer = 0.3, latency = {median = 0.15}}\n")  # fmt: skip
     job, config = setup(tmp_path, "tok", f'paths = ["{inv}"]', "enos", options)
     result = migrator("run", job, "--config", config)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -85,8 +85,8 @@ def test_sigkill_right_after_an_import_was_sent_then_rerun_leaves_one_flow_per_n
     inv = tmp_path / "inv.jsonl"
     workflows = list(generate(40, seed=37))
     write_jsonl(inv, workflows)
-    job, config = setup(tmp_path, "kill", f'paths = ["{inv}"]', "enos",
-                        "concurrency = 4\n[providers.enos.sandbox_options]\nlatency = 0.2\n")  # fmt: skip
+    options = "concurrency = 4\n[providers.enos.sandbox_options.faults]\nlatency = {median = 0.2}\n"
+    job, config = setup(tmp_path, "kill", f'paths = ["{inv}"]', "enos", options)
     state = tmp_path / "kill.db"
     command = [sys.executable, "-m", "migrator", "run", str(job), "--config", str(config)]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -1,0 +1,389 @@
+"""Migrations under injected faults, through the command line, against each real sandbox.
+
+For every fault class a few hundred workflows are migrated with the faults set in the sandbox's
+config, and the test proves what a user relies on: every item ends in the state the fault calls
+for (rerunning the same command, as a cron job would, when a run ends with work left), the
+sandbox's inspection endpoint holds no object twice, and the retries stay within what the retry
+budget allows and each answers an error the sandbox really gave.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+
+from migrator.engine.budget import COST
+from migrator.engine.target import sandbox_data_path
+from migrator.model import Workflow
+from migrator.sample import generate, write_jsonl
+from migrator.sandbox.base import SandboxSettings
+from migrator.sandbox.server import running
+
+ROOT = Path(__file__).resolve().parents[2]
+KINDS = ("dataworks", "emr", "enos")
+#: Workflows per run: an EMR workflow is about ten calls (a job per task, the flow, its schedule).
+COUNT = {"dataworks": 300, "emr": 200, "enos": 250}
+BUDGET = 500
+
+
+def migrator(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "migrator", *map(str, args)]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False, env=env
+    )
+
+
+@dataclass
+class Harness:
+    """One job into one embedded sandbox whose faults the test sets."""
+
+    tmp: Path
+    kind: str
+    workflows: list[Workflow]
+    options: str
+
+    @property
+    def job(self) -> Path:
+        return self.tmp / "job.toml"
+
+    @property
+    def config(self) -> Path:
+        return self.tmp / "config.toml"
+
+    @property
+    def state(self) -> Path:
+        return self.tmp / "state.db"
+
+    def write(self, faults: str) -> None:
+        inv = self.tmp / "inv.jsonl"
+        if not inv.exists():
+            write_jsonl(inv, self.workflows)
+        self.job.write_text(
+            f'[job]\nname = "f"\n[source]\npaths = ["{inv}"]\n'
+            f'[target]\nprovider = "{self.kind}"\nfolder = "mig"\nsubmitter = "etl"\n'
+        )
+        self.config.write_text(
+            f'[state]\npath = "state.db"\n[providers.{self.kind}]\nsandbox = true\nconcurrency = 16\n'
+            f"{self.options}\n"
+            f"[providers.{self.kind}.poll]\ninitial = 0.1\nfactor = 1.5\nmax = 0.5\ndeadline = 3\n"
+            f"[providers.{self.kind}.sandbox_options]\njob_delay = [0.05, 0.3]\n"
+            f"[providers.{self.kind}.sandbox_options.faults]\nseed = 7\n{faults}\n"
+        )
+
+    def run(self) -> subprocess.CompletedProcess[str]:
+        return migrator("run", self.job, "--config", self.config)
+
+    def converge(self, runs: int = 4) -> list[subprocess.CompletedProcess[str]]:
+        """Run the job again while a run ends with work left (exit 3), as a cron job would."""
+        done: list[subprocess.CompletedProcess[str]] = []
+        for _ in range(runs):
+            result = self.run()
+            done.append(result)
+            assert result.returncode in (0, 1, 3), result.stderr[-3000:]
+            if result.returncode != 3:
+                return done
+        raise AssertionError(f"still unsettled after {runs} runs: {done[-1].stderr[-3000:]}")
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(self.state)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    def states(self) -> dict[str, int]:
+        return dict(self.rows("SELECT state, COUNT(*) FROM items GROUP BY state"))
+
+    def cost(self) -> tuple[int, int, int]:
+        """Calls, retries and throttles over every run."""
+        row = self.rows("SELECT SUM(calls), SUM(retries), SUM(throttled) FROM runs")[0]
+        return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
+    def sandbox(self) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+        return anyio.run(inspect, self.kind, sandbox_data_path(self.state, self.kind))
+
+    def assert_nothing_twice(self) -> dict[str, Any]:
+        """One object per workflow (and per task, for EMR's jobs) at the target."""
+        objects, _ = self.sandbox()
+        names = sorted(w.name for w in self.workflows)
+        if self.kind == "dataworks":
+            defs = Counter(d["name"] for d in objects["workflow_definitions"])
+        elif self.kind == "emr":
+            defs = Counter(f["name"] for f in objects["flows"])
+            jobs = Counter(j["name"] for j in objects["jobs"])
+            assert max(jobs.values()) == 1, [n for n, c in jobs.items() if c > 1]
+            assert len(jobs) == sum(len(w.tasks) for w in self.workflows)
+        else:
+            defs = Counter(f["flowName"] for f in objects["flows"])
+        assert max(defs.values()) == 1, [n for n, c in defs.items() if c > 1]
+        assert sorted(defs) == names
+        return objects
+
+    def assert_retries_within_budget(self) -> None:
+        """Each retry answered an error the sandbox gave (or a connection it dropped or held), and
+        no run retried more than its budget allows: 500 tokens, 5 per retry, back on success."""
+        _, calls = self.sandbox()
+        outcomes = Counter()
+        for by_outcome in calls.values():
+            outcomes.update(by_outcome)
+        errors = sum(n for outcome, n in outcomes.items() if outcome not in ("ok", "0"))
+        successes = sum(n for outcome, n in outcomes.items() if outcome in ("ok", "0"))
+        _, retries, _ = self.cost()
+        runs = len(self.rows("SELECT id FROM runs"))
+        assert retries <= errors, (retries, outcomes)
+        assert retries * COST <= BUDGET * runs + COST * successes
+
+
+async def inspect(kind: str, data: Path) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+    """Reopen the sandbox's data file and read both inspection endpoints."""
+    async with running(kind, SandboxSettings(data_path=data)) as handle, aiohttp.ClientSession() as s:
+        async with s.get(f"{handle.endpoint}/_sandbox/objects") as resp:
+            objects = await resp.json()
+        async with s.get(f"{handle.endpoint}/_sandbox/calls") as resp:
+            calls = await resp.json()
+    return objects, calls
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Any:
+    def factory(kind: str, count: int, faults: str, options: str = "") -> Harness:
+        h = Harness(tmp_path, kind, list(generate(count, seed=41)), options)
+        h.write(faults)
+        return h
+
+    return factory
+
+
+# --- transient faults: every item ends done, nothing is made twice ------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_throttling_answers_are_retried_and_slow_the_rate_and_everything_lands_once(
+    make: Any, kind: str
+) -> None:
+    # Random throttling is not caused by our rate, so the adaptive rate is held above a quarter of
+    # the configured quota (rate.FLOOR) instead of starving the run.
+    h = make(kind, COUNT[kind], "throttle = 0.2", "qps = 800")
+    result = h.run()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert h.states() == {"done": COUNT[kind]}
+    _, retries, throttled = h.cost()
+    assert throttled > 0
+    assert retries >= throttled
+    h.assert_nothing_twice()
+    h.assert_retries_within_budget()
+
+
+@pytest.mark.parametrize(
+    ("kind", "faults", "options"),
+    [
+        (kind, faults, options)
+        for kind in KINDS
+        for faults, options in (
+            ("server_error = 0.2", ""),
+            ("reset = 0.1", ""),
+            ("slow = 0.04\nslow_seconds = 1.5", "timeout = 0.6"),
+        )
+    ],
+    ids=[f"{k}-{f}" for k in KINDS for f in ("5xx", "reset", "slow")],
+)
+def test_5xx_resets_and_slow_answers_end_done_with_nothing_made_twice(
+    make: Any, kind: str, faults: str, options: str
+) -> None:
+    h = make(kind, COUNT[kind], faults, options)
+    results = h.converge()
+    assert results[-1].returncode == 0, results[-1].stderr[-3000:]
+    assert h.states() == {"done": COUNT[kind]}
+    assert not any("Traceback" in r.stderr for r in results)
+    h.assert_nothing_twice()
+    h.assert_retries_within_budget()
+
+
+# --- async imports that fail or hang: failed with a reason, and `migrator retry` takes them ------
+
+
+@pytest.mark.parametrize(
+    ("faults", "code"), [("job_fail = 0.2", "AsyncJobFailed"), ("job_hang = 0.15", "AsyncJobTimeout")]
+)
+def test_failing_and_hanging_imports_fail_with_a_reason_and_retry_submits_them_again(
+    make: Any, faults: str, code: str
+) -> None:
+    h = make("dataworks", 250, faults)
+    first = h.run()
+    assert first.returncode == 1, first.stderr[-3000:]
+    states = h.states()
+    assert set(states) == {"done", "failed"}, states
+    codes = dict(h.rows("SELECT error_code, COUNT(*) FROM items WHERE state = 'failed' GROUP BY 1"))
+    assert codes[code] > 0, codes
+    assert set(codes) <= {code, "UpstreamFailed"}, codes
+    reasons = h.rows(f"SELECT error_message FROM items WHERE error_code = '{code}' LIMIT 1")[0][0]
+    assert ("injected import failure" if code == "AsyncJobFailed" else "migrator retry") in reasons
+
+    retried = migrator("retry", "f", "--config", h.config)
+    assert retried.returncode == 0, retried.stderr
+    assert f"{states['failed']} retryable failed" in retried.stdout
+    assert h.states() == {"done": states["done"], "pending": states["failed"]}
+    h.write("")  # the target recovered
+    again = h.run()
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert h.states() == {"done": 250}
+    objects = h.assert_nothing_twice()
+    assert len(objects["workflow_definitions"]) == 250
+
+
+# --- quotas: paced under them; a daily cap parks until it resets ---------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_known_quota_is_used_without_tripping_it(make: Any, kind: str) -> None:
+    count = {"dataworks": 60, "emr": 12, "enos": 40}[kind]
+    h = make(kind, count, "qps = 40", "qps = 40")
+    started = time.monotonic()
+    result = h.run()
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    calls, _, throttled = h.cost()
+    assert throttled <= max(1, calls // 100), (calls, throttled)
+    assert calls / elapsed < 40  # never faster than the quota, whatever the start-up cost
+    h.assert_nothing_twice()
+
+
+def test_a_daily_cap_parks_the_run_until_the_reset_then_the_next_runs_finish(make: Any) -> None:
+    h = make("dataworks", 40, "daily_cap = 50\nquota_day = 6", "park_after = 1")
+    first = h.run()
+    assert first.returncode == 3, first.stderr[-3000:]
+    assert "quota used up until" in first.stderr
+    states = h.states()
+    assert states.get("parked", 0) >= 1, states
+    assert "failed" not in states, states
+    status = migrator("status", "f", "--config", h.config)
+    assert "parked until" in status.stdout, status.stdout
+    (stopped,) = h.rows("SELECT stopped FROM runs ORDER BY id DESC LIMIT 1")[0]
+    assert "quota used up" in stopped
+
+    _, calls_before = h.sandbox()
+    early = h.run()  # before the reset: nothing is sent
+    assert early.returncode == 3
+    assert "quota used up until" in early.stderr
+    _, calls_after = h.sandbox()
+    assert calls_after == calls_before
+
+    deadline = time.monotonic() + 60
+    while h.states().get("done", 0) < 40:
+        assert time.monotonic() < deadline, h.states()
+        until = h.rows("SELECT MAX(not_before) FROM items WHERE state = 'parked'")[0][0]
+        if until:
+            time.sleep(max(0.0, until - time.time()) + 0.2)
+        result = h.run()
+        assert result.returncode in (0, 3), result.stderr[-3000:]
+    assert h.states() == {"done": 40}
+    h.assert_nothing_twice()
+
+
+# --- providers that cannot work: the circuit opens, nothing is failed ---------------------------
+
+
+def test_a_failing_provider_stops_the_run_without_a_retry_storm_and_fails_nothing(make: Any) -> None:
+    h = make("dataworks", 250, "server_error = 0.85")
+    result = h.run()
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "stopped" in result.stderr
+    states = h.states()
+    assert "failed" not in states, states
+    assert states.get("done", 0) < 250, states
+    _, calls = h.sandbox()
+    sent = sum(sum(v.values()) for v in calls.values())
+    assert sent < 150, calls  # 250 workflows, and the provider did not get a storm
+    h.write("")
+    h.converge()
+    assert h.states() == {"done": 250}
+    h.assert_nothing_twice()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """``migrator sandbox`` serving every provider, as a user starts it."""
+    data = tmp_path_factory.mktemp("served") / "sb.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "migrator", "sandbox", "--data", str(data)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield json.loads(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def _calls(endpoint: str) -> dict[str, dict[str, int]]:
+    async with aiohttp.ClientSession() as s, s.get(f"{endpoint}/_sandbox/calls") as resp:
+        found: dict[str, dict[str, int]] = await resp.json()
+        return found
+
+
+@pytest.mark.parametrize(("kind", "wrong"), [("dataworks", "secret"), ("emr", "key"), ("enos", "secret")])
+def test_wrong_credentials_stop_after_the_first_call_and_leave_every_item_pending(
+    tmp_path: Path, served: dict[str, Any], kind: str, wrong: str
+) -> None:
+    info = served[kind]
+    creds = info["credentials"]
+    key_id, secret = (
+        (creds["access_key_id"], creds["access_key_secret"])
+        if kind != "enos"
+        else (
+            creds["app_key"],
+            creds["app_secret"],
+        )
+    )
+    if wrong == "secret":
+        secret = "not-the-secret"
+    else:
+        key_id = "not-a-key"
+    extra = {
+        "dataworks": lambda: f'project_id = "{info["project_id"]}"\n',
+        "emr": lambda: f'project_id = "{info["project_id"]}"\ncluster_id = "{info["cluster_id"]}"\n',
+        "enos": lambda: f'user_id = "{info["user_id"]}"\norg_id = "{info["org_id"]}"\n',
+    }[kind]()
+    inv = tmp_path / "inv.jsonl"
+    write_jsonl(inv, generate(30, seed=3))
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'[job]\nname = "w"\n[source]\npaths = ["{inv}"]\n[target]\nprovider = "p"\nsubmitter = "etl"\n'
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[state]\npath = "w.db"\n[providers.p]\nkind = "{kind}"\nendpoint = "{info["endpoint"]}"\n{extra}'
+        '[providers.p.credentials]\naccess_key_id = "$T_AK"\naccess_key_secret = "$T_SK"\n'
+    )
+    before = anyio.run(_calls, info["endpoint"])
+    result = migrator("run", job, "--config", config, env={**os.environ, "T_AK": key_id, "T_SK": secret})
+    after = anyio.run(_calls, info["endpoint"])
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "stopped" in result.stderr
+    assert "not-the-secret" not in result.stderr + result.stdout
+    sent = sum(sum(v.values()) for v in after.values()) - sum(sum(v.values()) for v in before.values())
+    assert 1 <= sent <= 2, (before, after)  # EnOS: a token request; Alibaba: the first action
+    conn = sqlite3.connect(tmp_path / "w.db")
+    try:
+        assert conn.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall() == [
+            ("pending", 30)
+        ]
+    finally:
+        conn.close()
