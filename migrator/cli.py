@@ -221,9 +221,15 @@ def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
     total = sum(counts.values())
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if outcome.stopped is not None:
+        until = outcome.stopped.until
+        again = (
+            f"after {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(until))}"
+            if until is not None
+            else "once that is fixed"
+        )
         verdict = (
             f"stopped: {outcome.stopped}. {outcome.unsettled} items unsettled, none failed by the stop; "
-            "run the same command again once that is fixed"
+            f"run the same command again {again}"
         )
     else:
         verdict = {

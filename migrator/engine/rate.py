@@ -13,10 +13,12 @@ towards the rate that was throttled, a plateau near it, then a careful probe abo
 CUBIC over AIMD because the plateau keeps the rate close to a fixed quota for long, where AIMD's
 saw-tooth spends half its time well under it.
 
-Three changes from AWS, all because a gateway also throttles for reasons that have nothing to do
+Four changes from AWS, all because a gateway also throttles for reasons that have nothing to do
 with our rate (an API's quota shared with other tenants, risk control), and cutting on each of
 those would starve the run (CUBIC under random loss settles at a few calls per second):
 
+- a cut starts from the rate that got through, not the rate that was sent (after an unpaced
+  start they differ many times over);
 - one cut per congestion episode: only a throttle of a call sent after the last cut, and at
   least :data:`MIN_GAP` after it, cuts again, so one burst of refusals cuts the rate once;
 - a configured quota is a ceiling the rate never exceeds, and a floor of :data:`FLOOR` times it
@@ -83,11 +85,11 @@ class _Measured:
         self.count += 1
 
     def estimate(self, now: float) -> float:
-        """The smoothed rate, or before the first half-second is over, the average so far."""
+        """The smoothed rate, or before the first bucket is over, the average so far (over at
+        least one bucket: a few calls in the first milliseconds are not a rate of thousands)."""
         if self.rate > 0:
             return self.rate
-        elapsed = now - self.first
-        return self.total / elapsed if self.first >= 0 and elapsed > 0 else 0.0
+        return self.total / max(now - self.first, BUCKET) if self.first >= 0 else 0.0
 
 
 @dataclass(slots=True)
@@ -102,6 +104,7 @@ class AdaptiveRate:
     clock: Callable[[], float]
     pace: Pace = field(init=False)
     measured: _Measured = field(default_factory=_Measured)
+    admitted: _Measured = field(default_factory=_Measured)
     w_max: float = 0.0
     k: float = 0.0
     last_cut: float | None = None
@@ -131,6 +134,10 @@ class AdaptiveRate:
             return
         measured = self.measured.estimate(now) or self.pace.rate or MIN_RATE
         current = measured if self.pace.rate is None else min(measured, self.pace.rate)
+        # What got through is the best guess at the quota: far better than what was sent when
+        # the first throttle finds us unpaced and sending many times too fast.
+        if (admitted := self.admitted.estimate(now)) > 0:
+            current = min(current, admitted)
         self.w_max = current
         self.k = (current * (1 - BETA) / C) ** (1 / 3)
         self.last_cut = now
@@ -139,9 +146,10 @@ class AdaptiveRate:
 
     def answered(self) -> None:
         """A call went through: follow the cubic back up, never past twice what is being sent."""
+        now = self.clock()
+        self.admitted.sent(now)
         if self.last_cut is None or self.pace.rate is None:
             return
-        now = self.clock()
         t = now - self.last_cut
         grown = C * (t - self.k) ** 3 + self.w_max
         measured = self.measured.estimate(now)

@@ -35,7 +35,7 @@ from migrator.sandbox.server import running
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("dataworks", "emr", "enos")
 #: Workflows per run: an EMR workflow is about ten calls (a job per task, the flow, its schedule).
-COUNT = {"dataworks": 300, "emr": 200, "enos": 250}
+COUNT = {"dataworks": 300, "emr": 200, "enos": 200}
 BUDGET = 500
 
 
