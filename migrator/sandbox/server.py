@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import aiohttp
 import anyio
 from aiohttp import web
 
@@ -69,6 +70,17 @@ async def running(
         )
     finally:
         await runner.cleanup()
+
+
+async def inspect(kind: str, data: Path) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+    """What a sandbox's data file holds and the calls it counted, as its inspection endpoints
+    (``/_sandbox/objects``, ``/_sandbox/calls``) answer, served briefly from that file."""
+    async with running(kind, SandboxSettings(data_path=data)) as handle, aiohttp.ClientSession() as s:
+        async with s.get(f"{handle.endpoint}/_sandbox/objects") as resp:
+            objects: dict[str, Any] = await resp.json()
+        async with s.get(f"{handle.endpoint}/_sandbox/calls") as resp:
+            calls: dict[str, dict[str, int]] = await resp.json()
+    return objects, calls
 
 
 def data_file(data: Path | None, kind: str) -> Path | None:

@@ -29,8 +29,7 @@ from migrator.engine.budget import COST
 from migrator.engine.target import sandbox_data_path
 from migrator.model import Workflow
 from migrator.sample import generate, write_jsonl
-from migrator.sandbox.base import SandboxSettings
-from migrator.sandbox.server import running
+from migrator.sandbox.server import inspect
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("dataworks", "emr", "enos")
@@ -145,16 +144,6 @@ class Harness:
         runs = len(self.rows("SELECT id FROM runs"))
         assert retries <= errors, (retries, outcomes)
         assert retries * COST <= BUDGET * runs + COST * successes
-
-
-async def inspect(kind: str, data: Path) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
-    """Reopen the sandbox's data file and read both inspection endpoints."""
-    async with running(kind, SandboxSettings(data_path=data)) as handle, aiohttp.ClientSession() as s:
-        async with s.get(f"{handle.endpoint}/_sandbox/objects") as resp:
-            objects = await resp.json()
-        async with s.get(f"{handle.endpoint}/_sandbox/calls") as resp:
-            calls = await resp.json()
-    return objects, calls
 
 
 @pytest.fixture

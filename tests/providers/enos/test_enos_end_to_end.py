@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 
 from migrator.engine.target import sandbox_data_path
@@ -25,8 +24,7 @@ from migrator.providers.emr.render import TYPES
 from migrator.providers.enos.read import workflow_from_enos
 from migrator.providers.enos.render import render
 from migrator.sample import generate, write_jsonl
-from migrator.sandbox.base import SandboxSettings
-from migrator.sandbox.server import running
+from migrator.sandbox.server import inspect
 from migrator.translate.schedule import quartz_from_enos
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -44,15 +42,6 @@ def setup(tmp_path: Path, name: str, source: str, target: str, options: str = ""
     config = tmp_path / f"{name}.config.toml"
     config.write_text(f'[state]\npath = "{name}.db"\n[providers.{target}]\nsandbox = true\n{options}')
     return job, config
-
-
-async def inspect(kind: str, data: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    async with running(kind, SandboxSettings(data_path=data)) as handle, aiohttp.ClientSession() as s:
-        async with s.get(f"{handle.endpoint}/_sandbox/objects") as resp:
-            objects = await resp.json()
-        async with s.get(f"{handle.endpoint}/_sandbox/calls") as resp:
-            calls = await resp.json()
-    return objects, calls
 
 
 def rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
