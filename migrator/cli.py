@@ -34,7 +34,7 @@ from migrator.config import Config, JobConfig, SourceConfig, load_config, load_j
 from migrator.engine.pipeline import Outcome, Pipeline
 from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
-from migrator.errors import ConfigError, MigratorError, ProviderError, StoreLockedError
+from migrator.errors import ConfigError, MigratorError, ProviderError, ProviderStopped, StoreLockedError
 from migrator.model import inventory_schema
 from migrator.store import TERMINAL, State, Store
 
@@ -101,6 +101,11 @@ def _first_known(error: BaseException) -> MigratorError | None:
 
 def _fail(exc: MigratorError) -> int:
     """Print one clear line (secrets scrubbed) and pick the exit code for it."""
+    if isinstance(exc, ProviderStopped):
+        click.echo(
+            f"migrator: {logsetup.scrub(str(exc))}; progress is kept, run the same command again", err=True
+        )
+        return EXIT_INTERRUPTED
     if isinstance(exc, ProviderError):
         click.echo(
             f"migrator: the provider stopped answering: {logsetup.scrub(str(exc))}; "
@@ -277,11 +282,10 @@ def status(job: str | None, config_path: Path | None, state_path: Path | None) -
                 last = runs[-1] if runs else None
                 state = (last.outcome or "running") if last else "never run"
                 parked = ""
-                if counts["parked"]:
-                    until = time.localtime(await store.parked_until(name) or 0)
-                    parked = (
-                        f", {counts['parked']} parked until {time.strftime('%Y-%m-%d %H:%M:%S %Z', until)}"
-                    )
+                until = await store.parked_until(name)
+                if until is not None and until > time.time():
+                    stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
+                    parked = f", quota used up: {counts['parked']} items parked until {stamp}"
                 click.echo(
                     f"{name}: {settled}/{total} settled ({counts['done']} done, {counts['failed']} failed, "
                     f"{counts['invalid']} invalid), {counts['polling']} async imports in flight{parked}; "
@@ -304,13 +308,15 @@ TRANSIENT_FAILURES = ("AsyncJobTimeout", "AsyncJobFailed", "UpstreamFailed")
 @main.command()
 @click.argument("job")
 @click.option("--failed", "every", is_flag=True, help="every failed item, not only those a retry may cure")
+@click.option("--parked", is_flag=True, help="also forget a used-up quota now (the account got more)")
 @config_option
 @state_option
-def retry(job: str, every: bool, config_path: Path | None, state_path: Path | None) -> None:
+def retry(job: str, every: bool, parked: bool, config_path: Path | None, state_path: Path | None) -> None:
     """Put failed items back to pending; the next `migrator run` submits them again.
 
     Without --failed: items whose async import failed or ran past its deadline, and those that
-    failed behind a failed upstream.
+    failed behind a failed upstream. With --parked, parked items too, without waiting for the
+    quota's reset.
     """
 
     async def requeue() -> int:
@@ -318,8 +324,10 @@ def retry(job: str, every: bool, config_path: Path | None, state_path: Path | No
         async with await Store.open(_state(config, state_path), create=False) as store:
             name = _job_name(job, await store.jobs())
             moved = await store.requeue(name, None if every else TRANSIENT_FAILURES)
+            unparked = await store.unpark(name) if parked else 0
         which = "failed" if every else "retryable failed (" + ", ".join(TRANSIENT_FAILURES) + ")"
-        click.echo(f"{name}: {moved} {which} items put back to pending; `migrator run` submits them")
+        also = f" and {unparked} parked" if parked else ""
+        click.echo(f"{name}: {moved} {which}{also} items put back to pending; `migrator run` submits them")
         return EXIT_OK
 
     try:

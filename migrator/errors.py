@@ -25,7 +25,8 @@ class Action(StrEnum):
     FAIL = "fail"
     """This request is wrong: the item fails with the provider's code."""
     SUSPECT = "suspect"
-    """Fails the item, but stops the provider if the account never worked or it repeats (a bad secret)."""
+    """A refused signature: stops the provider if the account never worked or it repeats (a bad
+    secret); otherwise this request goes back to be sent by a later run."""
     STOP = "stop"
     """The account cannot work (bad key, locked, no permission): open the circuit, stop the provider."""
     PARK = "park"
@@ -33,8 +34,12 @@ class Action(StrEnum):
 
     @property
     def fails_item(self) -> bool:
-        """The answer is about this request: the item it was for fails with the provider's code."""
-        return self is Action.FAIL or self is Action.SUSPECT
+        """The answer is about this request: the item it was for fails with the provider's code.
+
+        Only ``fail``: a refused signature (``suspect``) may be a rotated secret rather than this
+        request, so its item goes back to ``pending`` instead of failing.
+        """
+        return self is Action.FAIL
 
     @property
     def unexecuted(self) -> bool:

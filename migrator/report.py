@@ -66,6 +66,7 @@ async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any
         "counts": counts,
         "failures": failures,
         "parked": parked,
+        "parked_until": await store.parked_until(job),
         "warnings": warnings,
         "warnings_by_rule": dict(rules.most_common()),
     }
@@ -105,10 +106,10 @@ def print_table(report: dict[str, Any], console: Console) -> None:
     )
     if run["stopped"]:
         console.print(f"[bold red]provider stopped:[/bold red] {run['stopped']}", soft_wrap=True)
-    if report["parked"]:
-        until = max(p["until"] or 0 for p in report["parked"])
+    until = report["parked_until"]
+    if until is not None and until > time.time():
         stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
-        console.print(f"{len(report['parked'])} items parked until {stamp}, when the quota resets")
+        console.print(f"quota used up: {len(report['parked'])} items parked until {stamp}, when it resets")
     console.print(_pairs("items by state", "state", "items", report["counts"]))
     if report["warnings_by_rule"]:
         console.print(_pairs("translation warnings by rule", "rule", "count", report["warnings_by_rule"]))

@@ -69,3 +69,13 @@ def test_source_kinds(tmp_path: Path, source: str, error: str | None) -> None:
     else:
         with pytest.raises(ConfigError, match=error):
             load_job(job)
+
+
+def test_the_example_config_is_valid_and_says_what_it_means(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "ak")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "sk")
+    config = load_config(Path(__file__).resolve().parent.parent / "config.example.toml")
+    prod = config.provider("dataworks-prod")
+    assert (prod.edition, prod.limits().read_qps, prod.limits().write_qps) == ("enterprise", 50, 20)
+    assert (prod.retry_budget, prod.park_after) == (500, 60)
+    assert config.provider("dataworks").sandbox_options.faults.qps is None

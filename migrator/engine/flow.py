@@ -96,7 +96,8 @@ class Flow:
     """A throttle that asks to wait longer than this (s) is a quota used up: park, don't wait."""
     base_delay: float = 0.2
     max_delay: float = 20.0
-    sleep: Sleep = anyio.sleep
+    sleep: Sleep | None = None
+    """How backoff waits (tests pass a fake); by default a wait the circuit's opening cuts short."""
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
     limiter: anyio.CapacityLimiter = field(init=False)
@@ -143,7 +144,8 @@ class Flow:
 
     def _classes(self, write: bool) -> list[AdaptiveRate]:
         own = self.rates.get("write" if write else "read")
-        return [r for r in (self.rates["all"], own) if r is not None]
+        chosen = [r for r in (self.rates["all"], own) if r is not None]
+        return sorted(chosen, key=lambda r: r.rate if r.rate is not None else float("inf"))
 
     @asynccontextmanager
     async def _slot(self, rates: list[AdaptiveRate]) -> AsyncIterator[None]:
@@ -156,9 +158,11 @@ class Flow:
                 else:
                     probe = self._probe
             try:
-                wait = max(r.reserve() for r in rates)
-                if wait > 0:
-                    await anyio.sleep(wait)  # pacing runs on the real clock; ``sleep`` is for backoff
+                # The slowest class first, so a slot taken in a faster one is not left unused
+                # while waiting for the slower one. Pacing is on the real clock.
+                for rate in rates:
+                    if (wait := rate.reserve()) > 0:
+                        await anyio.sleep(wait)
                 self.circuit.check()
                 yield
             finally:
@@ -248,7 +252,15 @@ class Flow:
                 delay=round(delay, 3),
                 request_id=error.request_id,
             )
-            await self.sleep(delay)
+            await (self.sleep or self._wait)(delay)
+            if (stopped := self.circuit.stopped) is not None:
+                # Stopped while this call waited: a refused call goes back unsent; one that may
+                # have landed keeps its own answer, so its item is looked up by the next run.
+                raise (stopped if action.unexecuted else error) from error
+
+    async def _wait(self, delay: float) -> None:
+        with anyio.move_on_after(delay):
+            await self.circuit.opened.wait()
 
     def _stops(self, action: Action, error: ProviderError, resigned: bool) -> ProviderStopped | None:
         """The stop this answer causes, if it causes one."""

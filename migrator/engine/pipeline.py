@@ -145,9 +145,9 @@ class Pipeline:
         flow = self.provider.flow
         try:
             until = await self.store.parked_until(self.job.name)
-            if until is not None and until > self.clock():
+            if until is not None and until > time.time():
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
-                flow.circuit.open(f"quota used up until {stamp}; parked items wait for it", until)
+                flow.circuit.open(f"quota used up until {stamp} (met by an earlier run); nothing sent", until)
             await self.reconcile()
             poller = Poller(
                 self.job.name,
@@ -181,7 +181,9 @@ class Pipeline:
         flow = self.provider.flow
         stopped = flow.circuit.stopped
         totals = flow.totals
-        return RunCost(totals.calls, totals.retries, totals.throttled, stopped.reason if stopped else None)
+        if stopped is None:
+            return RunCost(totals.calls, totals.retries, totals.throttled)
+        return RunCost(totals.calls, totals.retries, totals.throttled, stopped.reason, stopped.until)
 
     @property
     def stopped(self) -> bool:
@@ -546,8 +548,9 @@ class Pipeline:
     async def _unsubmitted(self, work: Work, exc: ProviderError, retries: int) -> None:
         """The submit ended in an error after its attempts: what that means depends on the answer.
 
-        A definite refusal of the request itself (``fail``) fails the item. A refusal for rate or
-        an expired token proves nothing was done: the item goes back to ``pending``. Without a
+        A definite refusal of the request itself (``fail``) fails the item. A refusal for rate, an
+        expired token or a refused signature proves nothing was done: the item goes back to
+        ``pending``. Without a
         definite answer (5xx, timeout, reset) the call may have landed: the item stays
         ``submitting``, and the next run looks it up at the target before sending anything.
         """

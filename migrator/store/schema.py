@@ -106,5 +106,6 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN retries INTEGER;
     ALTER TABLE runs ADD COLUMN throttled INTEGER;
     ALTER TABLE runs ADD COLUMN stopped TEXT;
+    ALTER TABLE runs ADD COLUMN parked_until REAL;
     """,
 )

@@ -158,16 +158,19 @@ class Run:
     retries: int | None = None
     throttled: int | None = None
     stopped: str | None = None
+    parked_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RunCost:
-    """What a run asked of its provider, and why it stopped early if it did."""
+    """What a run asked of its provider, why it stopped early if it did, and until when a used-up
+    quota holds the provider (whichever call met it: a submit, a poll or a lookup)."""
 
     calls: int = 0
     retries: int = 0
     throttled: int = 0
     stopped: str | None = None
+    parked_until: float | None = None
 
 
 @dataclass(slots=True)
@@ -266,14 +269,23 @@ class Store:
         async with self._transaction():
             await self._conn.execute(
                 "UPDATE runs SET ended_at = ?, outcome = ?, calls = ?, retries = ?, throttled = ?, "
-                "stopped = ? WHERE id = ?",
-                (self._clock(), outcome, cost.calls, cost.retries, cost.throttled, cost.stopped, run_id),
+                "stopped = ?, parked_until = ? WHERE id = ?",
+                (
+                    self._clock(),
+                    outcome,
+                    cost.calls,
+                    cost.retries,
+                    cost.throttled,
+                    cost.stopped,
+                    cost.parked_until,
+                    run_id,
+                ),
             )
 
     async def runs(self, job: str) -> list[Run]:
         rows = await self._fetchall(
             "SELECT id, job, mode, target, pid, started_at, ended_at, outcome, calls, retries, "
-            "throttled, stopped FROM runs WHERE job = ? ORDER BY id",
+            "throttled, stopped, parked_until FROM runs WHERE job = ? ORDER BY id",
             (job,),
         )
         return [Run(*r) for r in rows]
@@ -372,10 +384,28 @@ class Store:
             await self.apply(job, None, moves[start : start + 500])
         return len(moves)
 
+    async def unpark(self, job: str) -> int:
+        """Forget a used-up quota (the account got more): parked items back to ``pending``."""
+        items = await self.in_states(job, [State.PARKED])
+        moves = [
+            Move(
+                i.key, frozenset({State.PARKED}), State.PENDING, {"not_before": None}, detail="retry --parked"
+            )
+            for i in items
+        ]
+        for start in range(0, len(moves), 500):
+            await self.apply(job, None, moves[start : start + 500])
+        async with self._transaction():
+            await self._conn.execute("UPDATE runs SET parked_until = NULL WHERE job = ?", (job,))
+        return len(moves)
+
     async def parked_until(self, job: str) -> float | None:
-        """The latest reset time among parked items: the provider's quota is used up until then."""
+        """Until when the job's provider has no quota left: the latest reset time a run met, or
+        that a parked item waits for (None if none was ever met; compare with the clock)."""
         row = await self._fetchone(
-            "SELECT MAX(not_before) FROM items WHERE job = ? AND state = 'parked'", (job,)
+            "SELECT MAX(t) FROM (SELECT MAX(parked_until) AS t FROM runs WHERE job = ? "
+            "UNION ALL SELECT MAX(not_before) FROM items WHERE job = ? AND state = 'parked')",
+            (job, job),
         )
         return None if row is None or row[0] is None else float(row[0])
 

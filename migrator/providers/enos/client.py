@@ -58,6 +58,10 @@ ERRORS = Triage(
         Rule(Action.STOP, "1003"),
         Rule(Action.STOP, "1204"),
         Rule(Action.RETRY, "1005"),
+        # The token service's own refusals are about the account or this machine, never the item:
+        # 1004 is mostly a clock more than 5 minutes off, 1202 a missing credential.
+        Rule(Action.STOP, "1004"),
+        Rule(Action.STOP, "1202"),
         Rule(Action.SUSPECT, "497"),
         Rule(Action.STOP, "498"),
         Rule(Action.STOP, "401"),
