@@ -37,6 +37,7 @@ from migrator.engine.target import open_provider
 from migrator.errors import ConfigError, MigratorError, ProviderError, ProviderStopped, StoreLockedError
 from migrator.model import inventory_schema
 from migrator.store import TERMINAL, State, Store
+from migrator.store.lock import RunLock
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
 T = TypeVar("T")
@@ -189,7 +190,8 @@ def run(
     state = _state(config, state_path)
     console = Console(stderr=True)
     try:
-        outcome = _run_async(lambda: _run_job(job, config, state, console, quiet))
+        with RunLock(state, job.name, "run"):
+            outcome = _run_async(lambda: _run_job(job, config, state, console, quiet))
     except KeyboardInterrupt:
         console.print("interrupted: progress is checkpointed; run the same command again to resume")
         sys.exit(EXIT_INTERRUPTED)
@@ -321,10 +323,12 @@ def retry(job: str, every: bool, parked: bool, config_path: Path | None, state_p
 
     async def requeue() -> int:
         config = load_config(config_path)
-        async with await Store.open(_state(config, state_path), create=False) as store:
+        state = _state(config, state_path)
+        async with await Store.open(state, create=False) as store:
             name = _job_name(job, await store.jobs())
-            moved = await store.requeue(name, None if every else TRANSIENT_FAILURES)
-            unparked = await store.unpark(name) if parked else 0
+            with RunLock(state, name, "retry"):  # not while a run is changing the same items
+                moved = await store.requeue(name, None if every else TRANSIENT_FAILURES)
+                unparked = await store.unpark(name) if parked else 0
         which = "failed" if every else "retryable failed (" + ", ".join(TRANSIENT_FAILURES) + ")"
         also = f" and {unparked} parked" if parked else ""
         click.echo(f"{name}: {moved} {which}{also} items put back to pending; `migrator run` submits them")
