@@ -340,7 +340,9 @@ async def _calls(endpoint: str) -> dict[str, dict[str, int]]:
         return found
 
 
-@pytest.mark.parametrize(("kind", "wrong"), [("dataworks", "secret"), ("emr", "key"), ("enos", "secret")])
+@pytest.mark.parametrize(
+    ("kind", "wrong"), [("dataworks", "secret"), ("emr", "key"), ("enos", "secret"), ("enos", "key")]
+)
 def test_wrong_credentials_stop_after_the_first_call_and_leave_every_item_pending(
     tmp_path: Path, served: dict[str, Any], kind: str, wrong: str
 ) -> None:
@@ -389,3 +391,16 @@ def test_wrong_credentials_stop_after_the_first_call_and_leave_every_item_pendin
         ]
     finally:
         conn.close()
+
+
+def test_a_locked_enos_account_stops_the_run_and_fails_nothing(make: Any) -> None:
+    h = make("enos", 30, "account_locked = 1.0")
+    result = h.run()
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "62105" in result.stderr
+    assert h.states() == {"pending": 30}
+    _, calls = h.sandbox()
+    refused = sum(
+        n for by_outcome in calls.values() for outcome, n in by_outcome.items() if outcome == "62105"
+    )
+    assert refused == 1, calls
