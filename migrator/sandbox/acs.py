@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 
 from migrator.auth import acs
+from migrator.sandbox.base import sandbox_app
 from migrator.sandbox.faults import FaultPlan, Refusal, Refused, is_alibaba_read
 from migrator.sandbox.storage import SandboxStore
 
@@ -132,6 +133,13 @@ class AcsGateway:
         self._credentials = dict(credentials)
         self._faults = faults
         self._nonces_pruned_at = 0.0
+
+    def application(self, objects: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.Application:
+        """A whole Alibaba sandbox: this gateway on ``/``, the inspection endpoints and the faults."""
+        assert self._faults is not None, "a served sandbox always has its fault plan"
+        app = sandbox_app(self._store, objects, self._faults, call_name)
+        self.install(app)
+        return app
 
     def install(self, app: web.Application) -> None:
         """Serve the RPC endpoint (GET and POST on ``/``) and ``GET /_sandbox/calls``."""

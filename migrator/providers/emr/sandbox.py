@@ -34,8 +34,8 @@ from typing import Any
 
 from aiohttp import web
 
-from migrator.sandbox.acs import AcsError, AcsGateway, Call, call_name, json_response
-from migrator.sandbox.base import SandboxSettings, sandbox_app
+from migrator.sandbox.acs import AcsError, AcsGateway, Call, json_response
+from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.faults import FaultPlan
 from migrator.sandbox.storage import SandboxStore
 
@@ -94,9 +94,7 @@ def create_app(settings: SandboxSettings) -> web.Application:
         credentials={settings.access_key_id: settings.access_key_secret},
         faults=faults,
     )
-    app = sandbox_app(store, service.objects, faults, call_name)
-    gateway.install(app)
-    return app
+    return gateway.application(service.objects)
 
 
 # --- the EMR flow backend's own error envelope ---------------------------------------------------
