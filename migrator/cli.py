@@ -229,11 +229,7 @@ def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if outcome.stopped is not None:
         until = outcome.stopped.until
-        again = (
-            f"after {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(until))}"
-            if until is not None
-            else "once that is fixed"
-        )
+        again = f"after {logsetup.moment(until)}" if until is not None else "once that is fixed"
         verdict = (
             f"stopped: {outcome.stopped}. {outcome.unsettled} items unsettled, none failed by the stop; "
             f"run the same command again {again}"
@@ -286,8 +282,9 @@ def status(job: str | None, config_path: Path | None, state_path: Path | None) -
                 parked = ""
                 until = await store.parked_until(name)
                 if until is not None and until > time.time():
-                    stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
-                    parked = f", quota used up: {counts['parked']} items parked until {stamp}"
+                    parked = (
+                        f", quota used up: {counts['parked']} items parked until {logsetup.moment(until)}"
+                    )
                 click.echo(
                     f"{name}: {settled}/{total} settled ({counts['done']} done, {counts['failed']} failed, "
                     f"{counts['invalid']} invalid), {counts['polling']} async imports in flight{parked}; "

@@ -10,12 +10,20 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
 MASK = "***"
+
+
+def moment(epoch: float) -> str:
+    """A point in time as messages, status and reports show it: local time with its zone."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+
+
 _SECRET_FIELD = re.compile(r"secret|password|passwd|token|signature|authorization", re.IGNORECASE)
 _secrets: set[str] = set()
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from migrator.errors import StoreError
+from migrator.log import moment
 from migrator.store import Run, State, Store
 
 FAILED_STATES = (State.FAILED.value, State.INVALID.value)
@@ -108,8 +109,9 @@ def print_table(report: dict[str, Any], console: Console) -> None:
         console.print(f"[bold red]provider stopped:[/bold red] {run['stopped']}", soft_wrap=True)
     until = report["parked_until"]
     if until is not None and until > time.time():
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
-        console.print(f"quota used up: {len(report['parked'])} items parked until {stamp}, when it resets")
+        console.print(
+            f"quota used up: {len(report['parked'])} items parked until {moment(until)}, when it resets"
+        )
     console.print(_pairs("items by state", "state", "items", report["counts"]))
     if report["warnings_by_rule"]:
         console.print(_pairs("translation warnings by rule", "rule", "count", report["warnings_by_rule"]))

@@ -26,8 +26,6 @@ def cost_of(code: str) -> int:
 class RetryBudget:
     capacity: int = 500
     tokens: int = field(init=False)
-    spent: int = 0
-    refunded: int = 0
 
     def __post_init__(self) -> None:
         self.tokens = self.capacity
@@ -37,10 +35,7 @@ class RetryBudget:
         if self.tokens < cost:
             return False
         self.tokens -= cost
-        self.spent += cost
         return True
 
     def refund(self, amount: int) -> None:
-        given = min(amount, self.capacity - self.tokens)
-        self.tokens += given
-        self.refunded += given
+        self.tokens = min(self.capacity, self.tokens + amount)

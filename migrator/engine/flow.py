@@ -42,6 +42,7 @@ from migrator.engine.budget import RetryBudget, cost_of
 from migrator.engine.circuit import Circuit
 from migrator.engine.rate import AdaptiveRate
 from migrator.errors import Action, ProviderError, ProviderStopped
+from migrator.log import moment
 
 if TYPE_CHECKING:
     from migrator.config import ProviderConfig
@@ -182,7 +183,8 @@ class Flow:
         ``find`` marks a create that is not idempotent (see the module docstring).
         """
         rates = self._classes(write)
-        counts = _TALLY.get()
+        item = _TALLY.get()
+        tallies = [self.totals] if item is None else [self.totals, item]
         attempt = 0  # tries that count towards max_attempts
         retried = 0  # every retry, for the backoff's exponent
         resigned = False
@@ -192,7 +194,8 @@ class Flow:
             self.circuit.check()
             async with self._slot(rates):
                 sent = self.clock()
-                self._count(counts, "calls")
+                for t in tallies:
+                    t.calls += 1
                 try:
                     result = await fn()
                 except ProviderError as exc:
@@ -207,7 +210,8 @@ class Flow:
             if action is Action.THROTTLE and (error.retry_after or 0) > self.park_after:
                 action = Action.PARK
             if action is Action.THROTTLE:
-                self._count(counts, "throttled")
+                for t in tallies:
+                    t.throttled += 1
                 for rate in rates:
                     rate.throttled(sent)
             stopped = self._stops(action, error, resigned)
@@ -243,7 +247,8 @@ class Flow:
                 raise error
             delay = self.backoff(retried, error.retry_after)
             retried += 1
-            self._count(counts, "retries")
+            for t in tallies:
+                t.retries += 1
             log.info(
                 "retry",
                 call=what,
@@ -269,15 +274,9 @@ class Flow:
         if action is Action.PARK:
             wait = error.retry_after if error.retry_after is not None else DEFAULT_PARK
             until = time.time() + wait
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
-            return self.circuit.open(f"quota used up until {stamp} ({error})", until)
+            return self.circuit.open(f"quota used up until {moment(until)} ({error})", until)
         if action is Action.SUSPECT:
             return self.circuit.suspect(error)
         if action is Action.RESIGN and resigned:
             return self.circuit.open(f"{error} again after signing afresh: is this machine's clock right?")
         return None
-
-    def _count(self, counts: Tally | None, what: str) -> None:
-        setattr(self.totals, what, getattr(self.totals, what) + 1)
-        if counts is not None:
-            setattr(counts, what, getattr(counts, what) + 1)

@@ -12,7 +12,6 @@ exist at the target, so upstreams are always created first, whatever the invento
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from migrator.engine.gate import Gate, Verdict
 from migrator.engine.poller import Poller
 from migrator.errors import ProviderError, ProviderStopped, TranslationError
 from migrator.inventory import Entry
+from migrator.log import moment
 from migrator.providers.base import Provider, Rendered, UpstreamTarget
 from migrator.store import (
     TERMINAL,
@@ -146,8 +146,8 @@ class Pipeline:
         try:
             until = await self.store.parked_until(self.job.name)
             if until is not None and until > time.time():
-                stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
-                flow.circuit.open(f"quota used up until {stamp} (met by an earlier run); nothing sent", until)
+                reason = f"quota used up until {moment(until)} (met by an earlier run); nothing sent"
+                flow.circuit.open(reason, until)
             await self.reconcile()
             poller = Poller(
                 self.job.name,
@@ -173,6 +173,8 @@ class Pipeline:
             outcome = "completed" if stopped is None else "stopped"
             return Outcome(self.run_id, counts, cost=self._cost(), stopped=stopped)
         finally:
+            self._wake_tx.close()  # the wake channel lives as long as the run
+            self._wake_rx.close()
             with anyio.CancelScope(shield=True):
                 await self.store.finish_run(self.run_id, outcome, self._cost())
                 log.info("run ended", job=self.job.name, run=self.run_id, outcome=outcome)
@@ -411,9 +413,8 @@ class Pipeline:
         await self.settled(key, name, state)
 
     def _wake(self, key: str) -> None:
-        """Tell the release loop a held workflow may be ready; it may have ended if the provider stopped."""
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._wake_tx.send_nowait(key)
+        """Tell the release loop a held workflow may be ready (it buffers what it no longer reads)."""
+        self._wake_tx.send_nowait(key)
 
     async def settled(self, key: str, name: str, state: State) -> None:
         """An item reached a final state this run: wake the workflows held on it."""
@@ -422,7 +423,7 @@ class Pipeline:
 
     async def release(self, tx: MemoryObjectSendStream[Work]) -> None:
         """Feed held workflows to the submit stage as their upstreams settle; end at quiescence."""
-        async with tx, self._wake_rx:
+        async with tx:
             while True:
                 woken: str | None = None
                 with anyio.move_on_after(0.1):

@@ -108,7 +108,6 @@ class AdaptiveRate:
     w_max: float = 0.0
     k: float = 0.0
     last_cut: float | None = None
-    cuts: int = 0
 
     def __post_init__(self) -> None:
         self.pace = Pace(self.ceiling)
@@ -141,7 +140,6 @@ class AdaptiveRate:
         self.w_max = current
         self.k = (current * (1 - BETA) / C) ** (1 / 3)
         self.last_cut = now
-        self.cuts += 1
         self.pace.rate = max(self.floor, current * BETA)
 
     def answered(self) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Self
 import structlog
 
 from migrator.errors import StoreError, StoreLockedError
+from migrator.log import moment
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +85,6 @@ def _read(fd: int) -> dict[str, Any]:
 def _describe(holder: dict[str, Any]) -> str:
     if not holder:
         return "held by another process"
-    since = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(float(holder.get("since") or 0)))
+    since = moment(float(holder.get("since") or 0))
     what = holder.get("command", "run")
     return f"migrator {what} pid {holder.get('pid')} on {holder.get('host')} holds it since {since}"

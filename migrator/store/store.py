@@ -380,9 +380,7 @@ class Store:
             )
             for i in items
         ]
-        for start in range(0, len(moves), 500):
-            await self.apply(job, None, moves[start : start + 500])
-        return len(moves)
+        return await self._apply_outside_a_run(job, moves)
 
     async def unpark(self, job: str) -> int:
         """Forget a used-up quota (the account got more): parked items back to ``pending``."""
@@ -393,10 +391,15 @@ class Store:
             )
             for i in items
         ]
-        for start in range(0, len(moves), 500):
-            await self.apply(job, None, moves[start : start + 500])
+        moved = await self._apply_outside_a_run(job, moves)
         async with self._transaction():
             await self._conn.execute("UPDATE runs SET parked_until = NULL WHERE job = ?", (job,))
+        return moved
+
+    async def _apply_outside_a_run(self, job: str, moves: Sequence[Move]) -> int:
+        """Moves a command makes between runs, in batches of a bounded size."""
+        for start in range(0, len(moves), 500):
+            await self.apply(job, None, moves[start : start + 500])
         return len(moves)
 
     async def parked_until(self, job: str) -> float | None:
