@@ -174,14 +174,26 @@ def main() -> None:
 @state_option
 @click.option("--quiet", "-q", is_flag=True, help="only warnings and the summary")
 @click.option("--verbose", "-v", is_flag=True, help="debug logging, every call")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="sync: delete at the target what the source no longer has (listed before it is deleted)",
+)
 def run(
-    job_file: Path, config_path: Path | None, state_path: Path | None, quiet: bool, verbose: bool
+    job_file: Path,
+    config_path: Path | None,
+    state_path: Path | None,
+    quiet: bool,
+    verbose: bool,
+    prune: bool,
 ) -> None:
     """Migrate or sync JOB_FILE; resumes by itself from the state database."""
     logsetup.configure(verbose=verbose, quiet=quiet)
     try:
         config = load_config(config_path)
         job = load_job(job_file)
+        if prune and job.mode != "sync":
+            raise ConfigError(f'{job_file}: --prune needs mode = "sync" in [job] (it is {job.mode!r})')
         target = config.provider(job.target.provider)
         for secret in (target.access_key_id, target.access_key_secret):
             logsetup.register_secret(secret.get_secret_value() if secret else None)
@@ -191,7 +203,7 @@ def run(
     console = Console(stderr=True)
     try:
         with RunLock(state, job.name, "run"):
-            outcome = _run_async(lambda: _run_job(job, config, state, console, quiet))
+            outcome = _run_async(lambda: _run_job(job, config, state, console, quiet, prune))
     except KeyboardInterrupt:
         console.print("interrupted: progress is checkpointed; run the same command again to resume")
         sys.exit(EXIT_INTERRUPTED)
@@ -201,7 +213,9 @@ def run(
     sys.exit(outcome.exit_code)
 
 
-async def _run_job(job: JobConfig, config: Config, state: Path, console: Console, quiet: bool) -> Outcome:
+async def _run_job(
+    job: JobConfig, config: Config, state: Path, console: Console, quiet: bool, prune: bool
+) -> Outcome:
     cfg = config.provider(job.target.provider)
     async with (
         await Store.open(state) as store,
@@ -219,8 +233,8 @@ async def _run_job(job: JobConfig, config: Config, state: Path, console: Console
             )
             with Progress(*columns, console=console, transient=False) as progress:
                 observer: Any = _RichObserver(progress, counts)
-                return await Pipeline(job, effective, provider, store, source, observer).run()
-        return await Pipeline(job, effective, provider, store, source, _LogObserver()).run()
+                return await Pipeline(job, effective, provider, store, source, observer, prune=prune).run()
+        return await Pipeline(job, effective, provider, store, source, _LogObserver(), prune=prune).run()
 
 
 def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
@@ -248,6 +262,18 @@ def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
         f"Details: migrator report {job.path}",
         soft_wrap=True,
     )
+    if outcome.pruned:
+        names = ", ".join(i.name for i in outcome.pruned)
+        console.print(f"pruned: {len(outcome.pruned)} deleted at the target: {names}", soft_wrap=True)
+    pruned = {i.key for i in outcome.pruned}
+    left = [i for i in outcome.orphaned if i.target_id and i.key not in pruned]
+    if left:
+        names = ", ".join(i.name for i in left[:20]) + (", ..." if len(left) > 20 else "")
+        console.print(
+            f"orphaned: {len(left)} gone from the source but still at the target: {names}. "
+            f"migrator run {job.path} --prune deletes them",
+            soft_wrap=True,
+        )
 
 
 def _job_name(job: str | None, store_jobs: list[str]) -> str:

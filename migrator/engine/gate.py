@@ -23,7 +23,8 @@ from migrator.providers.base import UpstreamTarget
 from migrator.store import Item, State, Store
 from migrator.translate.dag import find_cycle
 
-READY = frozenset({State.DONE, State.SKIPPED})
+#: At the target: an orphaned upstream (gone from the source, not pruned) still exists there.
+READY = frozenset({State.DONE, State.SKIPPED, State.ORPHANED})
 BROKEN = frozenset({State.FAILED, State.INVALID})
 
 

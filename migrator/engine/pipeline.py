@@ -13,7 +13,7 @@ exist at the target, so upstreams are always created first, whatever the invento
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,10 +45,11 @@ from migrator.store import (
 
 log = structlog.get_logger(__name__)
 
-#: States in which the source record is not (re)submitted by a plain run.
-SETTLED_OR_IN_FLIGHT = frozenset(
-    {State.SUBMITTING, State.SUBMITTED, State.POLLING, State.DONE, State.SKIPPED, State.FAILED}
-)
+IN_FLIGHT = frozenset({State.SUBMITTING, State.SUBMITTED, State.POLLING})
+#: States in which the source record is not (re)submitted by a migration.
+SETTLED_OR_IN_FLIGHT = IN_FLIGHT | {State.DONE, State.SKIPPED, State.FAILED, State.ORPHANED}
+#: States of an item that exists at the target as a run left it (a sync compares it with the source).
+LANDED = frozenset({State.DONE, State.SKIPPED, State.ORPHANED})
 BATCH = 200
 
 
@@ -76,6 +77,15 @@ class Work:
     content_hash: str
     attempts: int
     retries: int
+    update: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Compared:
+    """A sync's verdict on a known item: its changes, and the state it settles in (None: resubmit)."""
+
+    changes: list[Change]
+    settled: State | None = None
 
 
 class PartLog:
@@ -96,6 +106,13 @@ class PartLog:
         await self._store.apply(self._job, self._run_id, [PartMove(self._key, part, State.DONE, target_id)])
         self._parts[part] = Part(part, State.DONE, target_id)
 
+    def known(self) -> Mapping[str, Part]:
+        return self._parts
+
+    async def gone(self, part: str) -> None:
+        await self._store.apply(self._job, self._run_id, [PartMove(self._key, part, State.ORPHANED)])
+        self._parts[part] = Part(part, State.ORPHANED, None)
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -104,6 +121,9 @@ class Outcome:
     interrupted: bool = False
     cost: RunCost = field(default_factory=RunCost)
     stopped: ProviderStopped | None = None
+    #: Sync: items found gone from the source this run, and those deleted at the target (--prune).
+    orphaned: list[Item] = field(default_factory=list)
+    pruned: list[Item] = field(default_factory=list)
 
     @property
     def unsettled(self) -> int:
@@ -126,8 +146,10 @@ class Pipeline:
     source: Callable[[], AsyncIterator[Entry]]
     observer: Observer = field(default_factory=_Silent)
     clock: Callable[[], float] = time.time
+    prune: bool = False
     run_id: int = 0
     in_flight: int = 0
+    read_count: int = 0
     submits_done: anyio.Event = field(default_factory=anyio.Event)
     translated: anyio.Event = field(default_factory=anyio.Event)
     gate: Gate = field(init=False)
@@ -168,10 +190,18 @@ class Pipeline:
                 tg.start_soon(self.release, work_tx)
                 tg.start_soon(self.submit_all, work_rx)
                 tg.start_soon(poller.run)
+            orphaned: list[Item] = []
+            pruned: list[Item] = []
+            if self.job.mode == "sync":
+                orphaned = await self.orphan()
+                if self.prune and not self.stopped:
+                    pruned = await self.prune_orphans()
             counts = await self.store.counts(self.job.name)
             stopped = flow.circuit.stopped
             outcome = "completed" if stopped is None else "stopped"
-            return Outcome(self.run_id, counts, cost=self._cost(), stopped=stopped)
+            return Outcome(
+                self.run_id, counts, cost=self._cost(), stopped=stopped, orphaned=orphaned, pruned=pruned
+            )
         finally:
             self._wake_tx.close()  # the wake channel lives as long as the run
             self._wake_rx.close()
@@ -252,6 +282,96 @@ class Pipeline:
             },
         )
 
+    # --- sync: what the source no longer has ------------------------------------------------
+
+    async def orphan(self) -> list[Item]:
+        """Mark ``orphaned`` what the source, read in full by this run, no longer has.
+
+        An empty source orphans nothing: a source that reads as empty is far more often a wrong
+        path or a failed export than a platform with every workflow deleted, and a ``--prune``
+        after it would empty the target.
+        """
+        job = self.job.name
+        unseen = await self.store.unseen(job, self.run_id, IN_FLIGHT | {State.ORPHANED})
+        if unseen and not self.read_count:
+            log.warning("source is empty: nothing orphaned", job=job, known=len(unseen))
+            return []
+        moves = [
+            Move(
+                item.key,
+                frozenset({item.state}),
+                State.ORPHANED,
+                detail="gone from the source" + ("" if item.target_id else "; nothing at the target"),
+            )
+            for item in unseen
+        ]
+        for start in range(0, len(moves), 500):
+            await self.store.apply(job, self.run_id, moves[start : start + 500])
+        if unseen:
+            self.observer.settled(State.ORPHANED, len(unseen))
+            log.warning("orphaned", job=job, count=len(unseen), keys=[i.key for i in unseen[:20]])
+        return unseen
+
+    async def prune_orphans(self) -> list[Item]:
+        """Delete at the target what orphaned items left there (``--prune``), saying what first.
+
+        Downstream workflows must go before the upstreams they depend on, and an orphan does not
+        tell its dependencies any more: refused deletes are tried again while a pass makes
+        progress. What stays refused keeps its error and its ``target_id``.
+        """
+        job = self.job.name
+        doomed: list[tuple[Item, dict[str, Part]]] = []
+        for item in await self.store.in_states(job, [State.ORPHANED]):
+            parts = await self.store.parts(job, item.key)
+            if item.target_id or any(p.state is not State.ORPHANED for p in parts.values()):
+                doomed.append((item, parts))
+        if not doomed:
+            return []
+        log.warning(
+            "pruning: deleting orphaned workflows at the target",
+            job=job,
+            target=self.cfg.name,
+            count=len(doomed),
+            workflows=[f"{i.name} ({i.target_id or 'partial'})" for i, _ in doomed],
+        )
+        pruned: list[Item] = []
+        refused: list[tuple[Item, dict[str, Part], ProviderError]] = []
+        while doomed:
+            refused = []
+            for item, parts in doomed:
+                try:
+                    with tally():
+                        await self.provider.delete(item, parts)
+                except ProviderStopped:
+                    return pruned
+                except ProviderError as error:
+                    refused.append((item, parts, error))
+                    continue
+                gone: list[Change] = [PartMove(item.key, p, State.ORPHANED) for p in parts]
+                cleared = dict.fromkeys(("target_id", "submitted_hash", "error_code", "error_message"))
+                gone.append(
+                    Move(
+                        item.key,
+                        frozenset({State.ORPHANED}),
+                        State.ORPHANED,
+                        cleared,
+                        detail="deleted at the target (--prune)",
+                    )
+                )
+                await self.store.apply(job, self.run_id, gone)
+                pruned.append(item)
+            if len(refused) == len(doomed):
+                break
+            doomed = [(item, parts) for item, parts, _ in refused]
+        for item, _, why in refused:
+            kept = {"error_code": why.code, "error_message": f"not deleted at the target: {why.message}"}
+            detail = f"--prune refused: {why.code}"
+            await self.store.apply(
+                job, self.run_id, [Move(item.key, frozenset({State.ORPHANED}), State.ORPHANED, kept, detail)]
+            )
+            log.warning("not pruned", key=item.key, code=why.code, message=why.message)
+        return pruned
+
     # --- stages -------------------------------------------------------------------------------
 
     async def read(self, tx: MemoryObjectSendStream[Entry]) -> None:
@@ -259,6 +379,7 @@ class Pipeline:
             unreported = 0
             async for entry in self.source():
                 await tx.send(entry)
+                self.read_count += 1
                 unreported += 1
                 if unreported == BATCH:
                     self.observer.read(unreported)
@@ -308,12 +429,23 @@ class Pipeline:
                 continue
             first_seen[entry.key] = entry.origin
             waiting = row is not None and row.state is State.PARKED and (row.not_before or 0) > now
-            if row is not None and (row.state in SETTLED_OR_IN_FLIGHT or waiting):
+            digest = entry.workflow.content_hash() if entry.workflow is not None else None
+            compared = (
+                self._compare(row, digest)
+                if self.job.mode == "sync" and row is not None and digest is not None and not waiting
+                else None
+            )
+            if compared is not None:
+                changes += compared.changes
+                if compared.settled is not None:
+                    self.observer.settled(compared.settled)
+                    continue
+            elif row is not None and (row.state in SETTLED_OR_IN_FLIGHT or waiting):
                 changes.append(Seen(entry.key))
                 if row.state in TERMINAL:
                     self.observer.settled(row.state)
                 continue
-            if entry.workflow is None:
+            if digest is None:
                 changes.append(
                     Record(
                         entry.key,
@@ -327,7 +459,6 @@ class Pipeline:
                 )
                 self.observer.settled(State.INVALID)
                 continue
-            digest = entry.workflow.content_hash()
             changes.append(Record(entry.key, entry.name, entry.origin, target, State.PENDING, digest))
             ready.append((entry, row))
         await self.store.apply(job, self.run_id, changes)
@@ -336,6 +467,33 @@ class Pipeline:
         # Workflows held on a reference that this batch has just recorded may now resolve.
         for held in self.gate.waiting_on([*(e.key for e in batch), *(e.name for e in batch)]):
             self._wake(held.entry.key)
+
+    def _compare(self, row: Item, digest: str) -> _Compared | None:
+        """Sync: what the source's current version of a known item calls for (None: as a migration).
+
+        An item at the target as last submitted is ``skipped`` without a call; one whose content
+        changed, or that came back after a prune, goes back to ``pending`` and is submitted as an
+        update of what exists; a failed one is tried again only once its source changed (else
+        ``migrator retry`` decides). In-flight items are left to reconciliation and the poller.
+        """
+        key = row.key
+        if row.state in LANDED and row.target_id and row.submitted_hash == digest:
+            if row.state is State.SKIPPED:
+                return _Compared([Seen(key)], State.SKIPPED)
+            why = "unchanged since last submitted"
+            unchanged = Move(key, frozenset({row.state}), State.SKIPPED, detail=why)
+            return _Compared([unchanged, Seen(key)], State.SKIPPED)
+        if row.state in LANDED:
+            why = (
+                "changed in the source: updated at the target"
+                if row.target_id and row.submitted_hash
+                else "in the source again: created at the target"
+            )
+        elif row.state is State.FAILED and row.content_hash != digest:
+            why = "changed in the source since it failed: submitted again"
+        else:
+            return None
+        return _Compared([Move(key, frozenset({row.state}), State.PENDING, {"error_code": None}, detail=why)])
 
     async def _admit(self, entry: Entry, row: Item | None, tx: MemoryObjectSendStream[Work]) -> None:
         """Render and send now, hold until the upstreams exist, or fail behind a broken upstream."""
@@ -391,7 +549,9 @@ class Pipeline:
         await self.store.apply(self.job.name, self.run_id, [recorded])
         self.in_flight += 1
         attempts, retries = (row.attempts, row.retries) if row else (0, 0)
-        await tx.send(Work(key, name, rendered, digest, attempts, retries))
+        # Submitted before and still at the target: a sync's update of what exists.
+        update = row is not None and row.submitted_hash is not None and row.target_id is not None
+        await tx.send(Work(key, name, rendered, digest, attempts, retries, update))
 
     async def _fail_pending(
         self, key: str, name: str, code: str, message: str, state: State = State.FAILED
@@ -499,14 +659,15 @@ class Pipeline:
                     key,
                     frozenset({State.RENDERED}),
                     State.SUBMITTING,
-                    {"attempts": work.attempts + 1, "target_id": work.rendered.target_id},
+                    {"attempts": work.attempts + 1}
+                    | ({"target_id": work.rendered.target_id} if work.rendered.target_id else {}),
                 )
             ],
         )
         parts = PartLog(self.store, job, self.run_id, key, await self.store.parts(job, key))
         with tally() as cost:
             try:
-                result = await self.provider.submit(work.rendered, parts)
+                result = await self.provider.submit(work.rendered, parts, update=work.update)
             except ProviderStopped as exc:
                 # The call that met the stop was refused or never sent; parts already made are
                 # checkpointed, so the next run resumes this item from them.

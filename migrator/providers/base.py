@@ -84,6 +84,12 @@ class Parts(Protocol):
 
     async def done(self, part: str, target_id: str) -> None: ...
 
+    def known(self) -> Mapping[str, Part]: ...
+
+    async def gone(self, part: str) -> None:
+        """The part was deleted at the target (an update dropped it)."""
+        ...
+
 
 class Provider(Protocol):
     """A live connection to one target account."""
@@ -99,7 +105,14 @@ class Provider(Protocol):
         expressed."""
         ...
 
-    async def submit(self, rendered: Rendered, parts: Parts) -> Submitted: ...
+    async def submit(self, rendered: Rendered, parts: Parts, *, update: bool = False) -> Submitted:
+        """Create the workflow, resuming from ``parts``; with ``update`` (a sync found it changed)
+        bring what an earlier run made in line with ``rendered`` instead, keeping its ids."""
+        ...
+
+    async def delete(self, item: Item, parts: Mapping[str, Part]) -> None:
+        """Delete what ``item`` made at the target (``--prune``); what is already gone is no error."""
+        ...
 
     async def poll(self, remote_job_id: str) -> Polled: ...
 

@@ -126,6 +126,9 @@ class SandboxStore:
             return None
         return str(row[0])
 
+    def delete(self, kind: str, id: str) -> None:
+        self._db.execute("DELETE FROM objects WHERE kind = ? AND id = ?", (kind, id))
+
     def delete_children(self, kind: str, parent: str) -> None:
         self._db.execute("DELETE FROM objects WHERE kind = ? AND parent = ?", (kind, parent))
 

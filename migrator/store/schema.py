@@ -11,10 +11,13 @@ from enum import StrEnum
 
 
 class State(StrEnum):
-    """The item state machine of DESIGN.md (``orphaned`` arrives with sync).
+    """The item state machine of DESIGN.md.
 
     ``parked`` is an item whose call met a used-up quota: it is not sent again before its
     ``not_before`` (the quota's reset time), then it is picked up like a pending one.
+    ``skipped`` is a sync's unchanged item (at the target as last submitted; no call made), and
+    ``orphaned`` one the source no longer has: reported, and deleted at the target only by
+    ``migrator run --prune`` (its ``target_id`` is then cleared).
     """
 
     PENDING = "pending"
@@ -27,9 +30,10 @@ class State(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     PARKED = "parked"
+    ORPHANED = "orphaned"
 
 
-TERMINAL = frozenset({State.DONE, State.INVALID, State.FAILED, State.SKIPPED})
+TERMINAL = frozenset({State.DONE, State.INVALID, State.FAILED, State.SKIPPED, State.ORPHANED})
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: runs, items, parts, the append-only event log

@@ -344,6 +344,16 @@ class Store:
         )
         return [Item.from_row(r) for r in rows]
 
+    async def unseen(self, job: str, run_id: int, besides: Iterable[State]) -> list[Item]:
+        """Items run ``run_id`` did not read from its source, except those in ``besides``."""
+        left = [s.value for s in besides]
+        rows = await self._fetchall(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND (seen_run IS NULL OR seen_run != ?) "
+            f"AND state NOT IN ({','.join('?' * len(left))}) ORDER BY created_at, key",
+            (job, run_id, *left),
+        )
+        return [Item.from_row(r) for r in rows]
+
     async def due_polls(self, job: str, now: float, limit: int) -> list[Item]:
         rows = await self._fetchall(
             f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND state = 'polling' AND next_poll_at <= ? "

@@ -19,7 +19,7 @@ from migrator.model import Workflow
 from migrator.providers.acs import AcsClient, is_not_found
 from migrator.providers.base import Found, JobStatus, Parts, Polled, Rendered, Submitted, UpstreamTarget
 from migrator.providers.dataworks.render import render
-from migrator.store import Item
+from migrator.store import Item, Part
 
 VERSION = "2024-05-18"
 READS = frozenset({"GetJobStatus", "GetWorkflowDefinition", "ListWorkflowDefinitions"})
@@ -50,7 +50,8 @@ class DataWorks:
         wid, spec, warnings = render(workflow, target.folder, upstream)
         return Rendered(wid, json.dumps(spec, ensure_ascii=False, separators=(",", ":")), warnings)
 
-    async def submit(self, rendered: Rendered, parts: Parts) -> Submitted:
+    async def submit(self, rendered: Rendered, parts: Parts, *, update: bool = False) -> Submitted:
+        """An import is an upsert by the definition id the spec carries: an update is the same call."""
         data = await self._call(
             "ImportWorkflowDefinition", {"ProjectId": self.project_id, "Spec": rendered.payload}
         )
@@ -90,6 +91,15 @@ class DataWorks:
                 return None
             raise
         return Found(item.target_id)
+
+    async def delete(self, item: Item, parts: Mapping[str, Part]) -> None:
+        if not item.target_id:
+            return
+        try:
+            await self._call("DeleteWorkflowDefinition", {"ProjectId": self.project_id, "Id": item.target_id})
+        except ProviderError as exc:
+            if not is_not_found(exc):
+                raise
 
 
 def connect(cfg: ProviderConfig, session: aiohttp.ClientSession) -> DataWorks:

@@ -1,8 +1,9 @@
 """A local DataWorks 2024-05-18 (new Data Studio) for the engine's tests and for people trying the tool.
 
-It serves the four actions the migrator uses behind the emulated POP gateway, so the official SDK
+It serves the five actions the migrator uses behind the emulated POP gateway, so the official SDK
 can call it unmodified: ``ImportWorkflowDefinition`` (asynchronous, upsert by workflow id),
-``GetJobStatus``, ``GetWorkflowDefinition`` and ``ListWorkflowDefinitions``. A FlowSpec is checked
+``GetJobStatus``, ``GetWorkflowDefinition``, ``ListWorkflowDefinitions`` and
+``DeleteWorkflowDefinition`` (a sync's ``--prune``). A FlowSpec is checked
 the way the service checks it, and a bad one fails the async job, not the HTTP call, with a
 JSONPath in ``Error``. ``GET /_sandbox/objects`` shows what was imported and how many times.
 
@@ -68,6 +69,7 @@ def create_app(settings: SandboxSettings) -> web.Application:
             "GetJobStatus": service.get_job_status,
             "GetWorkflowDefinition": service.get_workflow_definition,
             "ListWorkflowDefinitions": service.list_workflow_definitions,
+            "DeleteWorkflowDefinition": service.delete_workflow_definition,
         },
         store=store,
         credentials={settings.access_key_id: settings.access_key_secret},
@@ -354,7 +356,7 @@ class _DataWorks:
             }
         }
 
-    async def get_workflow_definition(self, call: Call) -> dict[str, Any]:
+    def _definition(self, call: Call) -> dict[str, Any]:
         self._project(call)
         workflow_id = call.require("Id")
         self._complete_due()
@@ -365,6 +367,18 @@ class _DataWorks:
                 f"The workflow definition {workflow_id} does not exist.",
                 404,
             )
+        return found
+
+    async def delete_workflow_definition(self, call: Call) -> dict[str, Any]:
+        """The definition and the outputs it published go (a later import may create it again)."""
+        found = self._definition(call)
+        with self._store.transaction():
+            self._store.delete(WORKFLOWS, found["id"])
+            self._store.delete_children(OUTPUTS, found["id"])
+        return {"Success": True}
+
+    async def get_workflow_definition(self, call: Call) -> dict[str, Any]:
+        found = self._definition(call)
         spec = (
             found["spec"]
             if _bool_param(call, "IncludeScriptContent")

@@ -27,17 +27,19 @@ from migrator.engine.flow import Flow
 from migrator.errors import ConfigError, ProviderError
 from migrator.inventory import Entry
 from migrator.model import Workflow
-from migrator.providers.acs import AcsClient
+from migrator.providers.acs import AcsClient, is_not_found
 from migrator.providers.base import Found, Parts, Polled, Rendered, Submitted, UpstreamTarget
 from migrator.providers.emr.read import EmrDocumentError, folder_path, workflow_from_emr, write_export
-from migrator.providers.emr.render import UNDER_SCHEDULE, FlowPlan, JobPlan, render
-from migrator.store import Item, State
+from migrator.providers.emr.render import STOP_SCHEDULE, UNDER_SCHEDULE, FlowPlan, JobPlan, render
+from migrator.store import Item, Part, State
 
 VERSION = "2016-04-08"
 #: Actions that only read (separate quota class where the account has one).
 READS = ("List", "Describe")
 Finder = Callable[[], Awaitable[str | None]]
 PAGE = 100  # below the API's limit of 250
+#: CreateFlowJob parameters that ModifyFlowJob does not take.
+_CREATE_ONLY = frozenset({"Type", "Adhoc", "ParentCategory"})
 
 
 def _listed(data: Mapping[str, Any], outer: str, inner: str) -> list[dict[str, Any]]:
@@ -102,20 +104,37 @@ class Emr:
         )
         return Rendered(None, plan, plan.warnings)
 
-    async def submit(self, rendered: Rendered, parts: Parts) -> Submitted:
+    async def submit(self, rendered: Rendered, parts: Parts, *, update: bool = False) -> Submitted:
+        """Jobs, then the flow over them, then its schedule: each a part, resumed from the store.
+
+        An update (a sync found the workflow changed) modifies the jobs and the flow an earlier
+        run made, in place and by id; tasks that are new get jobs, and jobs of tasks the workflow
+        no longer has are deleted once the flow stops pointing at them.
+        """
         plan: FlowPlan = rendered.payload
         job_folder = await self.category(plan.folder, "JOB")
         flow_folder = await self.category(plan.folder, "FLOW")
         job_ids: dict[str, str] = {}
         for job in plan.jobs:
             find_job = self._finder("ListFlowJob", "JobList", "Job", job.name, job_folder)
-            job_ids[job.task] = await self._ensure(
-                parts, job.part, find_job, partial(self._create_job, job, job_folder, find_job)
-            )
+            create = partial(self._create_job, job, job_folder, find_job)
+            made = _made(parts, job.part) if update else None
+            if made is not None and await self._modify_job(job, made):
+                job_ids[job.task] = made
+                continue
+            job_ids[job.task] = await self._ensure(parts, job.part, find_job, create, again=made is not None)
         graph = plan.graph(job_ids)
+        flow_id = _made(parts, "flow") if update else None
+        if flow_id is not None and await self._modify_flow(plan, flow_folder, graph, flow_id):
+            await self._drop_stale_jobs(plan, parts)
+            return Submitted(flow_id)
         find_flow = self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder)
         flow_id = await self._ensure(
-            parts, "flow", find_flow, lambda: self._create_flow(plan, flow_folder, graph, find_flow)
+            parts,
+            "flow",
+            find_flow,
+            lambda: self._create_flow(plan, flow_folder, graph, find_flow),
+            again=flow_id is not None,
         )
         if plan.scheduled:
             await self._ensure(
@@ -123,16 +142,71 @@ class Emr:
             )
         return Submitted(flow_id)
 
+    async def _modified(
+        self, action: str, target_id: str, query: Mapping[str, str], form: Mapping[str, str]
+    ) -> bool:
+        """Modify an object an earlier run made; False if it is gone (deleted at the target by hand)."""
+        try:
+            await self._call(action, {**query, "Id": target_id}, form)
+        except ProviderError as exc:
+            if is_not_found(exc):
+                return False
+            raise
+        return True
+
+    async def _modify_job(self, job: JobPlan, job_id: str) -> bool:
+        query = {k: v for k, v in job.query.items() if k not in _CREATE_ONLY}
+        return await self._modified("ModifyFlowJob", job_id, query, job.form)
+
+    async def _modify_flow(self, plan: FlowPlan, folder: str | None, graph: str, flow_id: str) -> bool:
+        """The flow as ``plan`` has it, schedule switch included (a flow's ClientToken names its
+        creation only)."""
+        query, form = self._flow_params(plan, folder, graph)
+        query = {k: v for k, v in query.items() if k != "ClientToken"}
+        if plan.scheduled:
+            query |= {"Status": UNDER_SCHEDULE, "Periodic": "true"}
+        else:
+            query["Status"] = STOP_SCHEDULE
+        return await self._modified("ModifyFlowForWeb", flow_id, query, form)
+
+    async def _drop_stale_jobs(self, plan: FlowPlan, parts: Parts) -> None:
+        """Delete the jobs of tasks the workflow no longer has (the flow no longer points at them)."""
+        wanted = {job.part for job in plan.jobs}
+        for name, part in parts.known().items():
+            if name.startswith("job:") and name not in wanted and part.state is State.DONE and part.target_id:
+                await self._delete("DeleteFlowJob", part.target_id)
+                await parts.gone(name)
+
+    async def delete(self, item: Item, parts: Mapping[str, Part]) -> None:
+        """The flow first (EMR refuses to delete a job a flow uses), then its jobs."""
+        flow = parts.get("flow")
+        flow_id = flow.target_id if flow is not None and flow.target_id else item.target_id
+        if flow_id:
+            await self._delete("DeleteFlow", flow_id)
+        for name, part in parts.items():
+            if name.startswith("job:") and part.target_id:
+                await self._delete("DeleteFlowJob", part.target_id)
+
+    async def _delete(self, action: str, target_id: str) -> None:
+        try:
+            await self._call(action, {"Id": target_id})
+        except ProviderError as exc:
+            if not is_not_found(exc):
+                raise
+
     async def _ensure(
         self,
         parts: Parts,
         part: str,
         find: Finder | None,
         create: Callable[[], Awaitable[str]],
+        *,
+        again: bool = False,
     ) -> str:
-        """Create ``part`` unless it exists; a part left mid-call is looked up before it is created again."""
+        """Create ``part`` unless it exists; a part left mid-call is looked up before it is created
+        again. ``again``: what the store holds for it is gone at the target, so create it anew."""
         known = parts.get(part)
-        if known is not None and known.state is State.DONE and known.target_id:
+        if known is not None and known.state is State.DONE and known.target_id and not again:
             return known.target_id
         if known is not None and known.state is State.SUBMITTING and find is not None:
             found = await find()
@@ -172,11 +246,8 @@ class Emr:
 
     async def _schedule(self, plan: FlowPlan, folder: str | None, graph: str, flow_id: str) -> str:
         """EMR creates flows stopped; a scheduled workflow is put under schedule as its own part."""
-        query, form = self._flow_params(plan, folder, graph)
-        query = {k: v for k, v in query.items() if k != "ClientToken"}
-        await self._call(
-            "ModifyFlowForWeb", {**query, "Id": flow_id, "Status": UNDER_SCHEDULE, "Periodic": "true"}, form
-        )
+        if not await self._modify_flow(plan, folder, graph, flow_id):
+            raise ProviderError("FLOW_API_FAILED", f"flow [{flow_id}] not exist (deleted meanwhile?)")
         return flow_id
 
     async def category(self, path: str, kind: str) -> str | None:
@@ -286,6 +357,12 @@ class Emr:
                 )
                 continue
             yield Entry(origin, wf.key, wf.name, workflow=wf)
+
+
+def _made(parts: Parts, part: str) -> str | None:
+    """The id of a part an earlier run finished."""
+    known = parts.get(part)
+    return known.target_id if known is not None and known.state is State.DONE else None
 
 
 def _job_ids(flow: Mapping[str, Any]) -> list[str]:

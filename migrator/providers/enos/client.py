@@ -38,7 +38,7 @@ from migrator.providers.enos.read import EnosDocumentError, workflow_from_enos
 from migrator.providers.enos.render import FlowPlan, render
 from migrator.providers.transport import send
 from migrator.providers.triage import Rule, Triage
-from migrator.store import Item, State
+from migrator.store import Item, Part, State
 
 SERVICE = "/batch-processing-service/v2.1"
 #: Calls that only read (a separate quota class where the account has one).
@@ -259,11 +259,16 @@ class Enos:
         plan = render(workflow, upstream=upstream, folder=target.folder, submitter=target.submitter or "")
         return Rendered(None, plan, plan.warnings)
 
-    async def submit(self, rendered: Rendered, parts: Parts) -> Submitted:
+    async def submit(self, rendered: Rendered, parts: Parts, *, update: bool = False) -> Submitted:
+        """Import the flow (looked up by name first), or with ``update`` bring the existing one in
+        line; then switch it on or off as the source has it."""
         plan: FlowPlan = rendered.payload
         known = parts.get("flow")
-        if known is not None and known.state is State.DONE and known.target_id:
-            flow_id = known.target_id
+        made = known.target_id if known is not None and known.state is State.DONE else None
+        if made is not None and update:
+            flow_id = await self._update(made, plan, parts)
+        elif made is not None:
+            flow_id = made
         else:
             flow_id = await self._import(plan, parts)
         switch = "disable" if plan.paused else "enable"
@@ -289,40 +294,57 @@ class Enos:
         await parts.done("flow", flow_id)
         return flow_id
 
-    async def update(self, flow_id: str, plan: FlowPlan) -> tuple[str, ...]:
-        """Bring an existing flow in line with ``plan`` through ``save``, keeping its task ids.
+    async def _update(self, flow_id: str, plan: FlowPlan, parts: Parts) -> str:
+        """``save`` in place where it can express the change, else replace the flow.
 
-        ``save`` changes the flow's own settings (schedule, parameters, alerts, owners, account)
-        and its graph (task relations, links to whole upstream flows); it only references tasks by
-        the ids the target already has and cannot add task links. Returns what it could not apply
-        (new tasks, changed task definitions, new task links), for the caller (a sync run) to do by
-        import or to report.
+        ``save`` keeps the flow id and its task ids, and changes the flow's own settings and its
+        graph; it only names tasks by the ids the target has, so it cannot add a task, change a
+        task's definition or set task links. For those the flow is deleted and imported again
+        (a new flow id). EnOS refuses to delete a flow other flows depend on (62104): the update
+        then fails with that reason, and the flow stays as it was.
         """
+        try:
+            current = await self._call("flows", "export", query={"flowId": flow_id})
+        except ProviderError as exc:
+            if not _gone(exc):
+                raise
+            return await self._import(plan, parts)  # deleted at the target: import it again
+        struct = plan.body["flowJson"]
+        same_tasks = current.get("tasks") == struct["tasks"] and (current.get("taskLinks") or []) == (
+            struct.get("taskLinks") or []
+        )
+        if same_tasks:
+            await self._save(flow_id, plan)
+            return flow_id
+        try:
+            await self._call("flows", "delete", query={"flowId": flow_id})
+        except ProviderError as exc:
+            if exc.code == "62104":
+                raise ProviderError(
+                    exc.code,
+                    f"{exc.message}: its tasks changed, and EnOS changes tasks only by importing the "
+                    "flow again, which needs it deleted; update its dependants' links by hand, or "
+                    "delete them first",
+                    request_id=exc.request_id,
+                ) from None
+            if not _gone(exc):
+                raise
+        return await self._import(plan, parts)
+
+    async def _save(self, flow_id: str, plan: FlowPlan) -> None:
+        """The flow's settings and graph through ``save``, naming its tasks by their current ids."""
         info = await self._call("flows", "get", query={"flowId": flow_id})
-        current = await self._call("flows", "export", query={"flowId": flow_id})
         graph = json.loads(info.get("graph") or "{}")
         ids = {t["taskName"]: str(t["taskId"]) for t in graph.get("tasks", [])}
         struct = plan.body["flowJson"]
-        left: list[str] = []
-        wanted = [t["name"] for t in struct["tasks"]]
-        left += [f"task {name!r} is new: save cannot add tasks" for name in wanted if name not in ids]
-        old_defs = {t["name"]: t for t in current.get("tasks", [])}
-        left += [
-            f"task {t['name']!r} changed: save cannot change a task's definition"
-            for t in struct["tasks"]
-            if t["name"] in old_defs and t != old_defs[t["name"]]
-        ]
         links = {link["linkId"]: link for link in struct.get("flowLinks", [])}
         old_virtual = {n["nodeId"]: n for n in graph.get("flows", []) if n.get("isVirtual")}
-        if struct.get("taskLinks"):
-            left.append("task links cannot be set by save; existing ones are kept")
         nodes: dict[str, str] = {}
         flows: list[dict[str, Any]] = list(old_virtual.values())
         for link_id, link in links.items():
             upstream = await self.find(link["sourceFlowName"])
             if upstream is None:
-                left.append(f"upstream flow {link['sourceFlowName']!r} not found")
-                continue
+                raise ProviderError("62102", f"upstream flow {link['sourceFlowName']!r} does not exist")
             nodes[link_id] = f"f_{upstream}"
             flows.append(
                 {
@@ -344,7 +366,6 @@ class Enos:
                     "rerun": r["rerun"],
                 }
                 for r in struct["relations"]
-                if r["sourceTaskName"] in ids and r["targetTaskName"] in ids
             ]
             + [
                 {
@@ -354,7 +375,7 @@ class Enos:
                     "rerun": r["rerun"],
                 }
                 for r in struct["linkRelations"]
-                if r["linkId"] in nodes and r["targetTaskName"] in ids
+                if r["linkId"] in nodes
             ]
             + [r for r in graph.get("relations", []) if r.get("source") in old_virtual]
         )
@@ -374,15 +395,30 @@ class Enos:
             "desc": struct["desc"],
             "queue": graph.get("queue", ""),
             "tasks": [
-                {"taskName": n, "taskId": ids[n], "nodeId": f"t_{ids[n]}", "x": 0.0, "y": 0.0}
-                for n in wanted
-                if n in ids
+                {
+                    "taskName": t["name"],
+                    "taskId": ids[t["name"]],
+                    "nodeId": f"t_{ids[t['name']]}",
+                    "x": 0.0,
+                    "y": 0.0,
+                }
+                for t in struct["tasks"]
             ],
             "flows": flows,
             "relations": relations,
         }
         await self._call("flows", "save", method="POST", body=body)
-        return tuple(left)
+
+    async def delete(self, item: Item, parts: Mapping[str, Part]) -> None:
+        known = parts.get("flow")
+        flow_id = known.target_id if known is not None and known.target_id else item.target_id
+        if not flow_id:
+            return
+        try:
+            await self._call("flows", "delete", query={"flowId": flow_id})
+        except ProviderError as exc:
+            if not _gone(exc):
+                raise
 
     async def find(self, name: str) -> str | None:
         """The id of this user's flow called ``name`` (names are unique per owner), if any."""
@@ -501,6 +537,11 @@ class Enos:
                 yield Entry(origin, origin, str(struct.get("name") or "?"), error=f"{origin}: {exc}")
                 continue
             yield Entry(origin, wf.key, wf.name, workflow=wf)
+
+
+def _gone(exc: ProviderError) -> bool:
+    """62102 is every invalid parameter; with a flow id alone, "Flow does not exist"."""
+    return exc.code == "62102" and "not exist" in exc.message
 
 
 def connect(cfg: ProviderConfig, session: aiohttp.ClientSession) -> Enos:

@@ -1,20 +1,23 @@
-"""Updating an EnOS flow by save: task ids kept, what save cannot do reported, not dropped."""
+"""Updating an EnOS flow: by save where it can (flow and task ids kept), else by replacing it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
 from migrator.config import Config, JobConfig, ProviderConfig, SourceConfig, TargetConfig
 from migrator.engine.pipeline import Pipeline
 from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
+from migrator.errors import ProviderError
 from migrator.model import Workflow
-from migrator.providers.base import UpstreamTarget
+from migrator.providers.base import Rendered, UpstreamTarget
 from migrator.providers.enos.client import Enos
 from migrator.providers.enos.read import workflow_from_enos
 from migrator.providers.enos.render import render
-from migrator.store import State, Store
+from migrator.store import Part, State, Store
 
 UP = {
     "name": "ods_orders",
@@ -34,7 +37,31 @@ DOWN = {
 }
 
 
-async def test_update_keeps_task_ids_and_reports_what_save_cannot_do(tmp_path: Path) -> None:
+class MemoryParts:
+    """The parts of one item, in memory (the pipeline's PartLog writes them to the store)."""
+
+    def __init__(self, flow_id: str) -> None:
+        self.parts = {"flow": Part("flow", State.DONE, flow_id)}
+
+    def get(self, part: str) -> Part | None:
+        return self.parts.get(part)
+
+    async def begin(self, part: str) -> None:
+        self.parts[part] = Part(part, State.SUBMITTING, None)
+
+    async def done(self, part: str, target_id: str) -> None:
+        self.parts[part] = Part(part, State.DONE, target_id)
+
+    def known(self) -> dict[str, Part]:
+        return self.parts
+
+    async def gone(self, part: str) -> None:
+        self.parts[part] = Part(part, State.ORPHANED, None)
+
+
+async def test_update_saves_in_place_keeping_ids_and_replaces_a_flow_whose_tasks_changed(
+    tmp_path: Path,
+) -> None:
     inv = tmp_path / "inv.jsonl"
     inv.write_text(json.dumps(UP) + "\n" + json.dumps(DOWN) + "\n")
     cfg = ProviderConfig(name="enos", kind="enos", sandbox=True)
@@ -64,7 +91,9 @@ async def test_update_keeps_task_ids_and_reports_what_save_cannot_do(tmp_path: P
         )
         upstream = {"t:up": UpstreamTarget("t:up", "ods_orders", str(ids["t:up"]))}
         plan = render(changed, upstream=upstream)
-        assert await provider.update(str(ids["t:down"]), plan) == ()
+        parts = MemoryParts(str(ids["t:down"]))
+        saved = await provider.submit(Rendered(None, plan), parts, update=True)
+        assert saved.target_id == str(ids["t:down"]), "a change save can express keeps the flow id"
         after = await provider._call("flows", "get", query={"flowId": ids["t:down"]})
         struct = await provider._call("flows", "export", query={"flowId": ids["t:down"]})
         expected = workflow_from_enos({**plan.body["flowJson"], "active": 0}, flow_id=str(ids["t:down"]))
@@ -84,6 +113,20 @@ async def test_update_keeps_task_ids_and_reports_what_save_cannot_do(tmp_path: P
                 )
             }
         )
-        left = await provider.update(str(ids["t:down"]), render(grown, upstream=upstream))
-        assert any("'d' is new" in x for x in left)
-        assert any("'c' changed" in x for x in left)
+        replaced = await provider.submit(Rendered(None, render(grown, upstream=upstream)), parts, update=True)
+        assert replaced.target_id != str(ids["t:down"]), "new and changed tasks need the flow imported again"
+        assert parts.parts["flow"] == Part("flow", State.DONE, replaced.target_id)
+        struct = await provider._call("flows", "export", query={"flowId": replaced.target_id})
+        assert [t["name"] for t in struct["tasks"]] == ["a", "b", "c", "d"]
+        assert next(t for t in struct["tasks"] if t["name"] == "c") == next(
+            t for t in render(grown, upstream=upstream).body["flowJson"]["tasks"] if t["name"] == "c"
+        )
+        assert await provider.find("dwd_orders") == replaced.target_id, "one flow of that name"
+
+        # The upstream is relied on by the downstream: replacing it is refused, saying why.
+        up_changed = Workflow.model_validate({**UP, "tasks": [{"name": "load", "content": "echo v2"}]})
+        with pytest.raises(ProviderError, match=r"relied on.*tasks changed") as refused:
+            await provider.submit(
+                Rendered(None, render(up_changed, upstream={})), MemoryParts(str(ids["t:up"])), update=True
+            )
+        assert refused.value.code == "62104"

@@ -1,0 +1,242 @@
+"""Nightly sync, through the command line, against each real sandbox.
+
+A job in ``mode = "sync"`` migrates a hundred workflows; then 5% of them change in the source,
+some are added and some removed, and the same command runs again. The test proves what an
+unattended nightly job promises: exactly the changed workflows are updated at the target (their
+ids kept where the target can update in place), the new ones are created, the removed ones are
+reported as ``orphaned`` and left alone until ``--prune`` deletes them (saying so first), and
+every unchanged workflow costs no write call and its object at the target is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from migrator.engine.target import sandbox_data_path
+from migrator.model import Workflow
+from migrator.providers.dataworks.client import READS as DATAWORKS_READS
+from migrator.providers.dataworks.render import workflow_id
+from migrator.providers.emr.client import READS as EMR_READS
+from migrator.providers.enos.client import READS as ENOS_READS
+from migrator.sample import generate, write_jsonl
+from migrator.sandbox.server import inspect
+
+ROOT = Path(__file__).resolve().parents[2]
+COUNT = 100
+KINDS = ("dataworks", "emr", "enos")
+
+
+def _is_write(kind: str, action: str) -> bool:
+    if kind == "emr":
+        return not action.startswith(EMR_READS)
+    if kind == "enos":
+        return action not in ENOS_READS and not action.startswith("token.")
+    return action not in DATAWORKS_READS
+
+
+class Job:
+    """One sync job into one embedded sandbox, run as a user runs it."""
+
+    def __init__(self, tmp: Path, kind: str) -> None:
+        self.tmp, self.kind = tmp, kind
+        self.inventory = tmp / "inv.jsonl"
+        self.job = tmp / "nightly.toml"
+        self.config = tmp / "config.toml"
+        self.state = tmp / "state.db"
+        self.job.write_text(
+            f'[job]\nname = "nightly"\nmode = "sync"\n[source]\npaths = ["{self.inventory}"]\n'
+            f'[target]\nprovider = "{kind}"\nfolder = "mig"\nsubmitter = "etl"\n'
+        )
+        self.config.write_text(
+            f'[state]\npath = "state.db"\n[providers.{kind}]\nsandbox = true\nconcurrency = 16\n'
+            f"[providers.{kind}.poll]\ninitial = 0.1\nfactor = 1.5\nmax = 0.3\n"
+            f"[providers.{kind}.sandbox_options]\njob_delay = [0.05, 0.2]\n"
+        )
+
+    def source(self, workflows: list[Workflow]) -> None:
+        write_jsonl(self.inventory, workflows)
+
+    def run(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "migrator", "run", str(self.job), "--config", str(self.config)]
+        return subprocess.run(
+            [*command, *extra], capture_output=True, text=True, timeout=300, cwd=ROOT, check=False
+        )
+
+    def states(self) -> dict[str, str]:
+        conn = sqlite3.connect(self.state)
+        try:
+            return dict(conn.execute("SELECT key, state FROM items").fetchall())
+        finally:
+            conn.close()
+
+    def target_ids(self) -> dict[str, str | None]:
+        conn = sqlite3.connect(self.state)
+        try:
+            return dict(conn.execute("SELECT key, target_id FROM items").fetchall())
+        finally:
+            conn.close()
+
+    def sandbox(self) -> tuple[dict[str, Any], Counter[str]]:
+        """The target's objects by workflow name, and its successful write calls so far."""
+        objects, calls = anyio.run(inspect, self.kind, sandbox_data_path(self.state, self.kind))
+        writes: Counter[str] = Counter()
+        for action, outcomes in calls.items():
+            if _is_write(self.kind, action):
+                writes[action] += sum(n for outcome, n in outcomes.items() if outcome in ("ok", "0"))
+        if self.kind == "dataworks":
+            by_name = {d["name"]: d for d in objects["workflow_definitions"]}
+        elif self.kind == "emr":
+            jobs = {j["id"]: j for j in objects["jobs"]}
+            by_name = {
+                f["name"]: {"flow": f, "jobs": [jobs[i] for i in sorted(_graph_jobs(f["graph"]))]}
+                for f in objects["flows"]
+            }
+        else:
+            by_name = {f["flowName"]: f for f in objects["flows"]}
+        return by_name, writes
+
+
+def _graph_jobs(graph: str | dict[str, Any]) -> set[str]:
+    nodes = (json.loads(graph or "{}") if isinstance(graph, str) else graph).get("nodes", [])
+    return {n["attribute"]["jobId"] for n in nodes if n.get("attribute", {}).get("jobId")}
+
+
+def _dependants(workflows: list[Workflow]) -> set[str]:
+    """Keys of workflows another workflow of the inventory depends on (by key or by name)."""
+    by_name = {w.name: w.key for w in workflows}
+    refs = {ref for w in workflows for ref in w.upstream_workflows()}
+    return {by_name.get(ref, ref) for ref in refs}
+
+
+def _changed(wf: Workflow, how: str) -> Workflow:
+    record = wf.to_record()
+    if how == "task":
+        record["tasks"][0]["content"] = (record["tasks"][0].get("content") or "") + "\n# fixed upstream"
+    else:
+        record["description"] = "changed by the nightly sync test"
+    return Workflow.model_validate(record)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sync_updates_exactly_the_changed_creates_the_new_reports_the_removed(
+    tmp_path: Path, kind: str
+) -> None:
+    job = Job(tmp_path, kind)
+    first = list(generate(COUNT, seed=23))
+    job.source(first)
+    migrated = job.run()
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    assert set(job.states().values()) == {"done"}
+    before, writes_before = job.sandbox()
+    ids_before = job.target_ids()
+
+    # 5% change: task content in some (EnOS can only re-import a flow for that, so those are
+    # workflows nothing depends on), settings only in others; 3 removed, 4 added.
+    relied_on = _dependants(first)
+    free = [w for w in first if w.key not in relied_on]
+    by_task = free[:3]
+    by_settings = [w for w in first if w.key in relied_on][:2] or free[3:5]
+    removed = free[5:8]
+    changed = {w.key: _changed(w, "task") for w in by_task} | {
+        w.key: _changed(w, "settings") for w in by_settings
+    }
+    assert len(changed) == COUNT * 5 // 100
+    added = [
+        Workflow.model_validate({**w.to_record(), "name": f"{w.name}_added"})
+        for w in generate(4, seed=24, system="enos" if kind != "enos" else "emr")
+    ]
+    gone = {w.key for w in removed}
+    second = [changed.get(w.key, w) for w in first if w.key not in gone] + added
+    job.source(second)
+
+    synced = job.run()
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    states = job.states()
+    expected = {w.key: "skipped" for w in first} | dict.fromkeys(changed, "done")
+    expected |= dict.fromkeys(gone, "orphaned") | {w.key: "done" for w in added}
+    assert states == expected
+    assert f"orphaned: {len(removed)} gone from the source but still at the target" in synced.stderr
+    for w in removed:
+        assert w.name in synced.stderr
+
+    after, writes_after = job.sandbox()
+    writes = writes_after - writes_before
+    names_changed = {w.name for w in changed.values()}
+    # Every unchanged workflow, and every removed one, is exactly as it was at the target.
+    for name, obj in before.items():
+        if name not in names_changed:
+            assert after[name] == obj, f"{name} was written although unchanged"
+    assert set(after) == set(before) | {w.name for w in added}
+    for w in changed.values():
+        assert after[w.name] != before[w.name], f"{w.name} changed in the source but not at the target"
+
+    # The write calls are exactly those of the changed and the new workflows.
+    tasks_new = sum(len(w.tasks) for w in added)
+    if kind == "dataworks":
+        assert writes == Counter({"ImportWorkflowDefinition": len(changed) + len(added)})
+        assert {after[w.name]["imports"] for w in changed.values()} == {2}
+        assert job.target_ids() == ids_before | {w.key: workflow_id(w.key) for w in added}
+    elif kind == "emr":
+        scheduled_new = sum(1 for w in added if w.schedule is not None and not w.schedule.paused)
+        assert writes["CreateFlowForWeb"] == len(added)
+        assert writes["CreateFlowJob"] == tasks_new
+        assert writes["ModifyFlowJob"] == sum(len(w.tasks) for w in changed.values())
+        assert writes["ModifyFlowForWeb"] == len(changed) + scheduled_new
+        assert set(writes) <= {"CreateFlowForWeb", "CreateFlowJob", "ModifyFlowJob", "ModifyFlowForWeb",
+                               "CreateFlowCategory"}  # fmt: skip
+        ids = job.target_ids()
+        assert all(ids[k] == ids_before[k] for k in changed), "flows are modified in place, ids kept"
+    else:
+        assert writes["flows.save"] == len(by_settings)
+        assert writes["flows.delete"] == len(by_task), "a flow whose tasks changed is replaced"
+        assert writes["flows.import"] == len(by_task) + len(added)
+        switched = writes["flows.enable"] + writes["flows.disable"]
+        assert switched == len(changed) + len(added)
+        ids = job.target_ids()
+        assert all(ids[w.key] == ids_before[w.key] for w in by_settings), "save keeps the flow id"
+
+    # --prune deletes the orphans at the target, after listing them; a rerun then costs nothing.
+    pruned = job.run("--prune")
+    assert pruned.returncode == 0, pruned.stderr[-3000:]
+    listing = next(line for line in pruned.stderr.splitlines() if "pruning: deleting orphaned" in line)
+    assert all(w.name in listing for w in removed), listing
+    assert f"pruned: {len(removed)} deleted at the target" in pruned.stderr
+    final, _ = job.sandbox()
+    assert set(final) == set(after) - {w.name for w in removed}
+    assert job.states() == expected | {w.key: "skipped" for w in [*changed.values(), *added]}
+    assert all(job.target_ids()[k] is None for k in gone)
+    quiet = job.run()
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "(run 4, 0 calls," in quiet.stderr
+    assert job.sandbox()[0] == final
+
+
+def test_prune_is_refused_outside_sync_mode(tmp_path: Path) -> None:
+    job = Job(tmp_path, "dataworks")
+    job.job.write_text(job.job.read_text().replace('mode = "sync"', 'mode = "migrate"'))
+    job.source(list(generate(3, seed=5)))
+    refused = job.run("--prune")
+    assert refused.returncode == 2
+    assert '--prune needs mode = "sync"' in refused.stderr
+    assert not job.state.exists() or not job.states()
+
+
+def test_an_empty_source_orphans_nothing(tmp_path: Path) -> None:
+    job = Job(tmp_path, "dataworks")
+    job.source(list(generate(5, seed=5)))
+    assert job.run().returncode == 0
+    job.inventory.write_text("")
+    emptied = job.run("--prune")
+    assert emptied.returncode == 0, emptied.stderr[-3000:]
+    assert "source is empty: nothing orphaned" in emptied.stderr
+    assert set(job.states().values()) == {"done"}
+    assert len(job.sandbox()[0]) == 5
