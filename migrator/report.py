@@ -31,6 +31,7 @@ async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any
     counts = await store.counts(job)
     failures = []
     parked: list[dict[str, Any]] = []
+    orphaned: list[dict[str, Any]] = []
     warnings: list[dict[str, str]] = []
     rules: Counter[str] = Counter()
     for item in await store.in_states(job, [State(s) for s in State]):
@@ -48,6 +49,16 @@ async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any
             )
         elif item.state is State.PARKED:
             parked.append({"key": item.key, "name": item.name, "until": item.not_before})
+        elif item.state is State.ORPHANED:
+            orphaned.append(
+                {
+                    "key": item.key,
+                    "name": item.name,
+                    "target_id": item.target_id,  # None once --prune deleted it
+                    "code": item.error_code or "",
+                    "message": item.error_message or "",
+                }
+            )
         for warning in item.warnings:
             rule = warning.split(":", 1)[0]
             rules[rule] += 1
@@ -67,6 +78,7 @@ async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any
         "counts": counts,
         "failures": failures,
         "parked": parked,
+        "orphaned": orphaned,
         "parked_until": await store.parked_until(job),
         "warnings": warnings,
         "warnings_by_rule": dict(rules.most_common()),
@@ -113,6 +125,14 @@ def print_table(report: dict[str, Any], console: Console) -> None:
             f"quota used up: {len(report['parked'])} items parked until {moment(until)}, when it resets"
         )
     console.print(_pairs("items by state", "state", "items", report["counts"]))
+    standing = [o for o in report["orphaned"] if o["target_id"]]
+    if standing:
+        names = ", ".join(o["name"] for o in standing[:20]) + (", ..." if len(standing) > 20 else "")
+        console.print(
+            f"orphaned: {len(standing)} gone from the source, still at the target "
+            f"(migrator run JOB --prune deletes them): {names}",
+            soft_wrap=True,
+        )
     if report["warnings_by_rule"]:
         console.print(_pairs("translation warnings by rule", "rule", "count", report["warnings_by_rule"]))
     if report["failures"]:

@@ -240,3 +240,28 @@ def test_an_empty_source_orphans_nothing(tmp_path: Path) -> None:
     assert "source is empty: nothing orphaned" in emptied.stderr
     assert set(job.states().values()) == {"done"}
     assert len(job.sandbox()[0]) == 5
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "jobs").glob("nightly-*.toml")), ids=lambda p: p.name)
+def test_the_example_nightly_jobs_sync_and_a_second_night_costs_no_call(tmp_path: Path, path: Path) -> None:
+    """Each example runs as shipped (embedded sandboxes when no config is given); the second
+    night finds nothing changed and sends nothing."""
+    state = tmp_path / "state.db"
+    command = [sys.executable, "-m", "migrator", "run", str(path), "--state", str(state)]
+
+    def night() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False)
+
+    first = night()
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = night()
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "(run 2, 0 calls," in second.stderr
+    conn = sqlite3.connect(state)
+    try:
+        modes = {m for (m,) in conn.execute("SELECT mode FROM runs")}
+        left = {s for (s,) in conn.execute("SELECT DISTINCT state FROM items")}
+    finally:
+        conn.close()
+    assert modes == {"sync"}
+    assert left <= {"skipped"}

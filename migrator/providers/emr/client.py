@@ -294,7 +294,9 @@ class Emr:
         raise ProviderError("Unsupported", "EMR creates flows synchronously; there is no job to poll")
 
     async def reconcile(self, item: Item) -> Found | None:
-        """Always resubmit: the submit resumes part by part, looking up what was left mid-call."""
+        """Always resubmit: the submit resumes part by part. A part left mid-call is looked up by
+        name (``ListFlowJob``, ``ListFlow``) before it is created, and a flow create sent again
+        carries the same ``ClientToken``, so it names the flow an unanswered first call made."""
         return None
 
     # --- reading ------------------------------------------------------------------------------
