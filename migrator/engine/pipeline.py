@@ -227,13 +227,24 @@ class Pipeline:
     async def reconcile(self) -> None:
         """Settle rows a previous process left in ``submitting`` before anything new is sent."""
         for item in await self.store.in_states(self.job.name, [State.SUBMITTING]):
+            if item.submitted_hash is not None:
+                # A sync's update was under way: the object exists whether or not the update
+                # landed, so finding it proves nothing. Updates are safe to send again.
+                again = "an update was under way; will be sent again"
+                await self.store.apply(
+                    self.job.name,
+                    self.run_id,
+                    [Move(item.key, frozenset({State.SUBMITTING}), State.PENDING, detail=again)],
+                )
+                continue
             try:
                 with tally() as cost:
                     found = await self.provider.reconcile(item)
             except ProviderStopped:
                 return  # left in `submitting`: the next run reconciles it
             now = self.clock()
-            retries = {"retries": item.retries + cost.retries}
+            # What was found is what the interrupted submit sent: the content rendered for it.
+            fields = {"retries": item.retries + cost.retries, "submitted_hash": item.content_hash}
             changes: list[Change]
             if found is None:
                 changes = [
@@ -241,7 +252,7 @@ class Pipeline:
                         item.key,
                         frozenset({State.SUBMITTING}),
                         State.PENDING,
-                        retries,
+                        {"retries": fields["retries"]},
                         detail="reconciled: not found at the target; will be submitted again",
                     )
                 ]
@@ -251,7 +262,7 @@ class Pipeline:
                         item.key,
                         frozenset({State.SUBMITTING}),
                         State.SUBMITTED,
-                        {"target_id": found.target_id, "remote_job_id": found.remote_job_id, **retries},
+                        {"target_id": found.target_id, "remote_job_id": found.remote_job_id, **fields},
                         detail="reconciled: async job found at the target",
                     ),
                     self._start_polling(item.key, now),
@@ -262,7 +273,7 @@ class Pipeline:
                         item.key,
                         frozenset({State.SUBMITTING}),
                         State.SUBMITTED,
-                        {"target_id": found.target_id, **retries},
+                        {"target_id": found.target_id, **fields},
                         detail="reconciled: found at the target",
                     ),
                     Move(item.key, frozenset({State.SUBMITTED}), State.DONE),

@@ -174,18 +174,24 @@ async def test_rows_left_submitting_are_reconciled_before_anything_is_sent(
     workflows = list(generate(3, seed=5))
     write_jsonl(inv, workflows)
     assert (await run(tmp_path, provider_config(sandbox), [inv])).exit_code == 0
-    landed, lost = workflows[0], workflows[1]
-    # Simulate crashes right after the intent was committed: one import had landed, one had not.
+    landed, lost, updating = workflows
+    # Simulate crashes right after the intent was committed: one first import had landed, one had
+    # not, and one was an update of a definition an earlier run made (submitted before).
     async with await Store.open(tmp_path / "state.db") as store:
-        for wf in (landed, lost):
-            tid = workflow_id(wf.key) if wf is landed else "1234567890123456789"
+        for wf in (landed, lost, updating):
+            tid = "1234567890123456789" if wf is lost else workflow_id(wf.key)
+            first = {} if wf is updating else {"submitted_hash": None}
             await store.apply("t", None, [Record(wf.key, wf.name, "x", "dw", State.RENDERED, "old", tid)])
-            await store.apply("t", None, [Move(wf.key, frozenset({State.RENDERED}), State.SUBMITTING)])
+            await store.apply("t", None, [Move(wf.key, frozenset({State.RENDERED}), State.SUBMITTING, first)])
     before = imports(await inspect(sandbox, "calls"))
     outcome = await run(tmp_path, provider_config(sandbox), [inv])
     assert outcome.counts["done"] == 3
-    assert imports(await inspect(sandbox, "calls")) == before + 1, "only the lost import is sent again"
+    assert imports(await inspect(sandbox, "calls")) == before + 2, (
+        "the lost import is sent again, and the update (its definition exists either way)"
+    )
     async with await Store.open(tmp_path / "state.db") as store:
         details = [e[7] for e in await store.events("t") if e[3] == "submitting"]
+        assert (await store.item("t", landed.key)).submitted_hash == "old"  # type: ignore[union-attr]
     assert any("reconciled: found at the target" in (d or "") for d in details)
     assert any("reconciled: not found at the target" in (d or "") for d in details)
+    assert any("an update was under way" in (d or "") for d in details)
