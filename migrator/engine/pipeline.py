@@ -102,9 +102,10 @@ class PartLog:
         await self._store.apply(self._job, self._run_id, [PartMove(self._key, part, State.SUBMITTING)])
         self._parts[part] = Part(part, State.SUBMITTING, None)
 
-    async def done(self, part: str, target_id: str) -> None:
-        await self._store.apply(self._job, self._run_id, [PartMove(self._key, part, State.DONE, target_id)])
-        self._parts[part] = Part(part, State.DONE, target_id)
+    async def done(self, part: str, target_id: str, content_hash: str | None = None) -> None:
+        move = PartMove(self._key, part, State.DONE, target_id, content_hash)
+        await self._store.apply(self._job, self._run_id, [move])
+        self._parts[part] = Part(part, State.DONE, target_id, content_hash)
 
     def known(self) -> Mapping[str, Part]:
         return self._parts

@@ -112,4 +112,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN stopped TEXT;
     ALTER TABLE runs ADD COLUMN parked_until REAL;
     """,
+    # 3: sync: the content each part was last made or updated with, so an update skips the same
+    """
+    ALTER TABLE parts ADD COLUMN content_hash TEXT;
+    """,
 )

@@ -132,13 +132,17 @@ class PartMove:
     part: str
     to: State
     target_id: str | None = None
+    content_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Part:
+    """A part as last made or updated: ``content_hash`` is the content it was sent with."""
+
     part: str
     state: State
     target_id: str | None
+    content_hash: str | None = None
 
 
 Change = Record | Move | Seen | PartMove
@@ -329,9 +333,9 @@ class Store:
 
     async def parts(self, job: str, key: str) -> dict[str, Part]:
         rows = await self._fetchall(
-            "SELECT part, state, target_id FROM parts WHERE job = ? AND key = ?", (job, key)
+            "SELECT part, state, target_id, content_hash FROM parts WHERE job = ? AND key = ?", (job, key)
         )
-        return {r[0]: Part(r[0], State(r[1]), r[2]) for r in rows}
+        return {r[0]: Part(r[0], State(r[1]), r[2], r[3]) for r in rows}
 
     async def in_states(self, job: str, states: Iterable[State], limit: int = -1) -> list[Item]:
         wanted = [s.value for s in states]
@@ -568,10 +572,12 @@ class Store:
             "SELECT state FROM parts WHERE job = ? AND key = ? AND part = ?", (job, change.key, change.part)
         )
         await self._conn.execute(
-            "INSERT INTO parts (job, key, part, state, target_id, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "INSERT INTO parts (job, key, part, state, target_id, content_hash, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (job, key, part) DO UPDATE SET state = excluded.state, "
-            "target_id = COALESCE(excluded.target_id, parts.target_id), updated_at = excluded.updated_at",
-            (job, change.key, change.part, change.to.value, change.target_id, now),
+            "target_id = COALESCE(excluded.target_id, parts.target_id), "
+            "content_hash = excluded.content_hash, updated_at = excluded.updated_at",
+            (job, change.key, change.part, change.to.value, change.target_id, change.content_hash, now),
         )
         await self._event(
             run_id,

@@ -189,8 +189,9 @@ def test_sync_updates_exactly_the_changed_creates_the_new_reports_the_removed(
         scheduled_new = sum(1 for w in added if w.schedule is not None and not w.schedule.paused)
         assert writes["CreateFlowForWeb"] == len(added)
         assert writes["CreateFlowJob"] == tasks_new
-        assert writes["ModifyFlowJob"] == sum(len(w.tasks) for w in changed.values())
-        assert writes["ModifyFlowForWeb"] == len(changed) + scheduled_new
+        assert writes["ModifyFlowJob"] == len(by_task), "only the job whose task changed"
+        # A changed task is its job's update alone: the flow over it is sent only when it changed.
+        assert writes["ModifyFlowForWeb"] == len(by_settings) + scheduled_new
         assert set(writes) <= {"CreateFlowForWeb", "CreateFlowJob", "ModifyFlowJob", "ModifyFlowForWeb",
                                "CreateFlowCategory"}  # fmt: skip
         ids = job.target_ids()

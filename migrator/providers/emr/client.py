@@ -12,6 +12,7 @@ path and shared by every workflow of the run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -118,14 +119,21 @@ class Emr:
         for job in plan.jobs:
             find_job = self._finder("ListFlowJob", "JobList", "Job", job.name, job_folder)
             create = partial(self._create_job, job, job_folder, find_job)
+            digest = _digest(job.query, job.form)
             made = _made(parts, job.part) if update else None
-            if made is not None and await self._modify_job(job, made):
+            if made is not None and await self._updated(
+                parts, job.part, made, digest, partial(self._modify_job, job)
+            ):
                 job_ids[job.task] = made
                 continue
-            job_ids[job.task] = await self._ensure(parts, job.part, find_job, create, again=made is not None)
+            job_ids[job.task] = await self._ensure(
+                parts, job.part, find_job, create, digest, again=made is not None
+            )
         graph = plan.graph(job_ids)
+        digest = _digest(plan.query, plan.form, graph, plan.scheduled)
         flow_id = _made(parts, "flow") if update else None
-        if flow_id is not None and await self._modify_flow(plan, flow_folder, graph, flow_id):
+        modify = partial(self._modify_flow, plan, flow_folder, graph)
+        if flow_id is not None and await self._updated(parts, "flow", flow_id, digest, modify):
             await self._drop_stale_jobs(plan, parts)
             return Submitted(flow_id)
         find_flow = self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder)
@@ -134,6 +142,7 @@ class Emr:
             "flow",
             find_flow,
             lambda: self._create_flow(plan, flow_folder, graph, find_flow),
+            digest,
             again=flow_id is not None,
         )
         if plan.scheduled:
@@ -141,6 +150,20 @@ class Emr:
                 parts, "schedule", None, lambda: self._schedule(plan, flow_folder, graph, flow_id)
             )
         return Submitted(flow_id)
+
+    @staticmethod
+    async def _updated(
+        parts: Parts, part: str, target_id: str, digest: str, modify: Callable[[str], Awaitable[bool]]
+    ) -> bool:
+        """Bring a part an earlier run made in line (no call if its content is the same); False if
+        it is gone at the target."""
+        known = parts.get(part)
+        if known is not None and known.content_hash == digest:
+            return True
+        if not await modify(target_id):
+            return False
+        await parts.done(part, target_id, digest)
+        return True
 
     async def _modified(
         self, action: str, target_id: str, query: Mapping[str, str], form: Mapping[str, str]
@@ -200,22 +223,23 @@ class Emr:
         part: str,
         find: Finder | None,
         create: Callable[[], Awaitable[str]],
+        digest: str | None = None,
         *,
         again: bool = False,
     ) -> str:
-        """Create ``part`` unless it exists; a part left mid-call is looked up before it is created
-        again. ``again``: what the store holds for it is gone at the target, so create it anew."""
+        """Create ``part`` (with content ``digest``) unless it exists; a part left mid-call is looked
+        up before it is created again. ``again``: the store's part is gone at the target."""
         known = parts.get(part)
         if known is not None and known.state is State.DONE and known.target_id and not again:
             return known.target_id
         if known is not None and known.state is State.SUBMITTING and find is not None:
             found = await find()
             if found:
-                await parts.done(part, found)
+                await parts.done(part, found, digest)
                 return found
         await parts.begin(part)
         created = await create()
-        await parts.done(part, created)
+        await parts.done(part, created, digest)
         return created
 
     def _finder(self, action: str, outer: str, inner: str, name: str, folder: str | None) -> Finder:
@@ -359,6 +383,11 @@ class Emr:
                 )
                 continue
             yield Entry(origin, wf.key, wf.name, workflow=wf)
+
+
+def _digest(*content: Any) -> str:
+    """What a part was sent with, to tell on an update whether it changed."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _made(parts: Parts, part: str) -> str | None:
