@@ -6,24 +6,22 @@ import re
 
 from migrator.errors import TranslationError
 from migrator.model import Workflow
+from migrator.translate.cron import CronError, Dialect, parse
+
+__all__ = ["CronError", "cron_for", "enos_cron", "quartz_from_enos"]
 
 
-def quartz6(wf: Workflow) -> str:
-    """The workflow's cron as 6-field Quartz (both Alibaba products' form).
+def cron_for(wf: Workflow, dialect: Dialect) -> str:
+    """The workflow's cron (canonical Quartz) in a target's ``dialect``.
 
-    A 7th (year) field is dropped when it restricts nothing; a real year restriction cannot be
-    expressed, and the item becomes invalid saying so.
+    What the dialect cannot express (a year restriction, seconds, ``W`` in DataWorks) makes the
+    item invalid with the reason; nothing is approximated.
     """
     assert wf.schedule is not None
-    fields = wf.schedule.cron.split()
-    if len(fields) == 7 and fields[6] in {"*", "?"}:
-        fields = fields[:6]
-    if len(fields) != 6:
-        raise TranslationError(
-            f"workflow {wf.name!r}: schedule.cron {wf.schedule.cron!r} is not a 6-field Quartz expression "
-            "(a year restriction cannot be expressed)"
-        )
-    return " ".join(fields)
+    try:
+        return parse(wf.schedule.cron, Dialect.QUARTZ).render(dialect)
+    except CronError as exc:
+        raise TranslationError(f"workflow {wf.name!r}: schedule.{exc}") from None
 
 
 # --- EnOS Batch Processing: 7-field cron plus a cycle ----------------------------------------------
@@ -55,15 +53,6 @@ def _item(value: str) -> re.Pattern[str]:
 
 #: Item patterns per field: month and day of week may use names (JAN, MON).
 _ITEMS: tuple[re.Pattern[str], ...] = (*[_item(r"\d{1,2}")] * 4, *[_item(r"(?:\d{1,2}|[A-Za-z]{3})")] * 2)
-
-
-class CronError(TranslationError):
-    """A cron EnOS cannot schedule; ``reason`` says why without quoting the expression."""
-
-    def __init__(self, cron: str, reason: str) -> None:
-        super().__init__(f"cron {cron!r}: {reason}")
-        self.cron = cron
-        self.reason = reason
 
 
 def _restriction(value: str, lo: int, hi: int) -> str:
@@ -105,7 +94,7 @@ def _six(cron: str) -> list[str]:
 
 
 def enos_cron(quartz: str) -> tuple[str, str]:
-    """A 6-field Quartz cron (as :func:`quartz6` returns it) as EnOS's 7-field cron and its ``cycle``.
+    """A 6-field Quartz cron (as :func:`cron_for` gives it) as EnOS's 7-field cron and its ``cycle``.
 
     EnOS wants the period unit next to the cron, and the two must agree. A field is *fixed* when it
     names values (a value, list or range) rather than ``*``/``?`` or a step. Finest first: minutes

@@ -18,7 +18,8 @@ from typing import Any
 
 from migrator.model import FailureAction, Task, TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget
-from migrator.translate.schedule import quartz6
+from migrator.translate.cron import Dialect
+from migrator.translate.schedule import cron_for
 
 #: canonical kind -> ``script.runtime.command`` (CodeProgramType names; note ``EMR_SCOOP``).
 COMMANDS: dict[TaskKind, str] = {
@@ -82,7 +83,7 @@ class _Renderer:
             return {"type": "Manual"}
         return {
             "type": "Scheduler",
-            "cron": quartz6(self.wf),
+            "cron": cron_for(self.wf, Dialect.DATAWORKS),
             "startTime": _time(sched.start, EARLIEST),
             "endTime": _time(sched.end, LATEST),
             "timezone": sched.timezone,

@@ -23,8 +23,9 @@ from typing import Any
 
 from migrator.model import Task, TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget
+from migrator.translate.cron import Dialect
 from migrator.translate.dag import topological_order
-from migrator.translate.schedule import quartz6
+from migrator.translate.schedule import cron_for
 
 #: canonical kind -> EMR job ``Type`` (the seed's list). Kinds absent here become SHELL placeholders.
 TYPES: dict[TaskKind, str] = {
@@ -317,7 +318,7 @@ class _Renderer:
         form = {"Description": described(wf.description)}
         scheduled = False
         if wf.schedule is not None:
-            query["CronExpr"] = quartz6(wf)
+            query["CronExpr"] = cron_for(wf, Dialect.EMR)
             start = wf.schedule.start
             if start is None:
                 query["StartSchedule"] = str(int(time.time() * 1000))

@@ -30,7 +30,8 @@ from zoneinfo import ZoneInfo
 from migrator.errors import TranslationError
 from migrator.model import FailureAction, Task, TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget
-from migrator.translate.schedule import enos_cron, quartz6
+from migrator.translate.cron import Dialect
+from migrator.translate.schedule import CronError, cron_for, enos_cron
 
 #: canonical kind -> EnOS task ``type`` (the strings every sample sends). Other kinds: COMMAND placeholders.
 TYPES: dict[TaskKind, str] = {
@@ -168,8 +169,8 @@ class _Renderer:
             # cycle and cron are required fields; a manual flow never fires on them
             return {"type": MANUAL, "cron": MANUAL_CRON, "cycle": MANUAL_CYCLE}
         try:
-            cron, cycle = enos_cron(quartz6(self.wf))
-        except TranslationError as exc:
+            cron, cycle = enos_cron(cron_for(self.wf, Dialect.EMR))
+        except CronError as exc:
             raise TranslationError(f"workflow {self.wf.name!r}: {exc}") from None
         out: dict[str, Any] = {"type": PERIODIC, "cron": cron, "cycle": cycle}
         if schedule.start is not None:

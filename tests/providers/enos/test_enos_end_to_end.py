@@ -25,6 +25,7 @@ from migrator.providers.enos.read import workflow_from_enos
 from migrator.providers.enos.render import render
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.server import inspect
+from migrator.translate.cron import Dialect, parse
 from migrator.translate.schedule import quartz_from_enos
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -171,7 +172,7 @@ def test_an_enos_export_of_200_flows_lands_in_dataworks_and_emr_with_edges_links
         for task in wf.tasks:
             assert depends.get(node_id(key, task.name), set()) == expected[task.name], (wf.name, task.name)
         if wf.schedule is not None:
-            assert spec["trigger"]["cron"] == wf.schedule.cron
+            assert parse(spec["trigger"]["cron"], Dialect.DATAWORKS) == parse(wf.schedule.cron)
             assert {n["recurrence"] for n in spec["nodes"]} == {"Pause" if wf.schedule.paused else "Normal"}
 
     job, config = setup(tmp_path, "emr", f'kind = "enos-export"\npaths = ["{dump}"]', "emr")
