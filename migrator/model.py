@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from migrator.translate.cron import CronError, Dialect
+from migrator.translate.cron import translate as translate_cron
 from migrator.translate.dag import find_cycle
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
@@ -129,13 +131,24 @@ class Edge(_Frozen):
 
 
 class Schedule(_Frozen):
-    """When the workflow fires. ``cron`` is Quartz (6 or 7 fields, seconds first)."""
+    """When the workflow fires. ``cron`` is Quartz (6 or 7 fields, seconds first); a 5-field Unix
+    cron in an inventory is read as Unix and held as the Quartz cron firing at the same times."""
 
     cron: Name
     timezone: str = "Asia/Shanghai"
     start: datetime | None = None
     end: datetime | None = None
     paused: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unix(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("cron"), str) and len(value["cron"].split()) == 5:
+            try:
+                return {**value, "cron": translate_cron(value["cron"], Dialect.UNIX, Dialect.QUARTZ)}
+            except CronError as exc:
+                raise ValueError(f"cron (read as Unix, 5 fields): {exc.reason}") from None
+        return value
 
     @model_validator(mode="after")
     def _window(self) -> Schedule:
