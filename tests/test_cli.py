@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +196,11 @@ def test_sigkill_while_polling_then_resume_polls_stored_jobs_and_imports_nothing
         # and then it is an update of the same definition, never a second one.
         assert imported == 1 or (wf.key in submitting and imported == 2), (wf.key, imported)
     # Every import call the sandbox accepted is accounted for by a definition above: none went elsewhere.
-    assert calls["ImportWorkflowDefinition"]["ok"] == sum(d["imports"] for d in defs.values())
+    # The converse holds but for one import at most: the sandbox runs inside the killed process, and it
+    # stores an accepted import (one commit) before it counts the call (a second commit). The kill can
+    # fall between the two, and with no await in between, only for the request handled at that instant.
+    uncounted = sum(d["imports"] for d in defs.values()) - calls["ImportWorkflowDefinition"]["ok"]
+    assert uncounted in {0, 1}, calls["ImportWorkflowDefinition"]
     assert set(calls) >= {"ImportWorkflowDefinition", "GetJobStatus"}
 
 
@@ -222,45 +227,23 @@ def test_secrets_reach_no_log_store_report_or_target(tmp_path: Path) -> None:
         assert not leaked, f"secret values found in {name}"
 
 
-def _free_port_base() -> int:
-    """A base port N with N, N+1 and N+2 all free on loopback."""
-    import socket
-
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base > 65000:
-            continue
-        try:
-            socks = []
-            for offset in range(3):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no three consecutive free ports")
-
-
 def test_unreachable_provider_leaves_items_unsettled_then_a_standalone_sandbox_takes_them(
-    tmp_path: Path,
+    tmp_path: Path, free_ports: Callable[[int], int]
 ) -> None:
     inv = tmp_path / "inv.jsonl"
     workflows = list(generate(25, seed=21))
     write_jsonl(inv, workflows)
-    base = _free_port_base()
+    base = free_ports(3)  # `migrator sandbox --port N` serves emr, enos, dataworks on N, N+1, N+2
     config = tmp_path / "config.toml"
-    config.write_text(
-        f'[providers.dw]\nkind = "dataworks"\nendpoint = "http://127.0.0.1:{base + 2}"\n'
-        'project_id = "10001"\n'
-        "max_attempts = 2\ntimeout = 5\n[providers.dw.poll]\ninitial = 0.1\nmax = 0.3\n"
-        '[providers.dw.credentials]\naccess_key_id = "$DW_AK"\naccess_key_secret = "$DW_SK"\n'
-    )
+
+    def write_config(pace: str = "") -> None:
+        config.write_text(
+            f'[providers.dw]\nkind = "dataworks"\nendpoint = "http://127.0.0.1:{base + 2}"\n'
+            f'project_id = "10001"\n{pace}'
+            "max_attempts = 2\ntimeout = 5\n[providers.dw.poll]\ninitial = 0.1\nmax = 0.3\n"
+            '[providers.dw.credentials]\naccess_key_id = "$DW_AK"\naccess_key_secret = "$DW_SK"\n'
+        )
+
     job = tmp_path / "job.toml"
     job.write_text(f'[job]\nname = "real"\n[source]\npaths = ["{inv}"]\n[target]\nprovider = "dw"\n')
     env = {**os.environ, "DW_AK": "sandbox-access-key-id", "DW_SK": "sandbox-access-key-secret"}
@@ -286,14 +269,19 @@ def test_unreachable_provider_leaves_items_unsettled_then_a_standalone_sandbox_t
             check=False,
         )
 
+    # One call at a time until the provider answers: the 16 workers' first attempts go out in turn,
+    # then their retries, and the fifth retry left unanswered opens the circuit. Those five stay
+    # `submitting` (they may have landed); an item that sees the open circuit while queued for its
+    # retry goes back to `pending`. One still asleep in its backoff (< 0.2 s) would stay `submitting`
+    # as well, so the calls are paced at 5/s: every retry is queued some 0.8 s before the circuit
+    # opens. At the default 20/s that margin is 50 ms, which a loaded machine (parallel tests) overran.
+    write_config(pace="write_qps = 5\n")
     state = tmp_path / "state.db"
     down = run_job(state)
     assert down.returncode == 3, down.stderr[-2000:]
     assert "25 items unsettled" in down.stderr
     assert "5 calls in a row unanswered" in down.stderr
     states = dict(_rows(state, "SELECT state, COUNT(*) FROM items GROUP BY state"))
-    # One call at a time until the provider answers: five sent and unanswered stay `submitting`
-    # (they may have landed), then the circuit opens and the rest are never sent.
     assert states == {"submitting": 5, "pending": 20}
     assert _rows(state, "SELECT DISTINCT error_code FROM items WHERE state = 'submitting'") == [
         ("Transport",)
@@ -327,6 +315,7 @@ def test_unreachable_provider_leaves_items_unsettled_then_a_standalone_sandbox_t
         }
         assert line["dataworks"]["project_id"] == "10001"
 
+        write_config()  # the provider's default pace again
         up = run_job(state)
         assert up.returncode == 0, up.stderr[-2000:]
         assert _rows(state, "SELECT COUNT(*) FROM items WHERE state = 'done'") == [(25,)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -413,13 +412,6 @@ async def test_official_sdk_with_a_wrong_secret_gets_signature_does_not_match(sa
 # --- migrator sandbox ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class _Stdout(io.StringIO):
     """Stands in for stdout and says when the first line is complete."""
 
@@ -461,7 +453,7 @@ async def test_serve_prints_one_json_line_and_serves_until_cancelled(tmp_path: P
     assert (tmp_path / "sandbox.dataworks.db").exists()
 
 
-async def test_serve_with_a_port_puts_dataworks_at_port_plus_two() -> None:
-    wanted = _free_port()
-    line = await _served_line(wanted - 2, None)
-    assert line["dataworks"]["endpoint"] == f"http://127.0.0.1:{wanted}"
+async def test_serve_with_a_port_puts_dataworks_at_port_plus_two(free_ports: Callable[[int], int]) -> None:
+    base = free_ports(3)  # emr, enos and dataworks listen on base, base + 1 and base + 2
+    line = await _served_line(base, None)
+    assert line["dataworks"]["endpoint"] == f"http://127.0.0.1:{base + 2}"
