@@ -276,6 +276,14 @@ class Workflow(_Frozen):
         """The inventory record of this workflow, secrets in plain: for inventory files only."""
         return self.model_dump(mode="json", context={"secrets": "plain"})
 
+    def parameter_names(self) -> frozenset[str]:
+        """Every name a ``${name}`` in the workflow's texts may refer to: its parameters, and its
+        tasks' parameters, variables and environment."""
+        names = set(self.parameters)
+        for task in self.tasks:
+            names.update(task.parameters, task.environment, (v.name for v in task.variables))
+        return frozenset(names)
+
     def content_hash(self) -> str:
         """SHA-256 over the canonical record, secrets included, so a changed secret is a change.
 

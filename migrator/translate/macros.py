@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from migrator.model import Workflow
+
 
 class Syntax(StrEnum):
     EMR = "emr"
@@ -303,3 +305,40 @@ def translate(text: str, frm: Syntax, to: Syntax) -> tuple[str, list[str]]:
 def values(text: str, syntax: Syntax, scheduled: datetime) -> str:
     """``text`` with every macro of ``syntax`` replaced by its value for a run at ``scheduled``."""
     return _rewrite(text, syntax, lambda _written, macro: macro.value(scheduled))
+
+
+#: The macro syntax of each source system (an inventory's own texts are taken as written).
+SYNTAX_OF_SYSTEM: dict[str, Syntax] = {"emr": Syntax.EMR, "enos": Syntax.ENOS, "dataworks": Syntax.DATAWORKS}
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+def writer(wf: Workflow, to: Syntax, warn: Callable[[str], None]) -> Callable[[str], str]:
+    """A function writing the texts of ``wf`` for target syntax ``to``.
+
+    Date macros are translated from the syntax of the workflow's source system (see
+    :func:`translate`); a ``${name}`` that is neither a date macro nor one of the workflow's
+    parameters and variables is left as written and reported through ``warn``: at the target it
+    would resolve to nothing, or to a built-in of the same name.
+    """
+    frm = SYNTAX_OF_SYSTEM.get(wf.source.system)
+    known = wf.parameter_names()
+
+    def write(text: str) -> str:
+        out, warnings = (text, []) if frm is None else translate(text, frm, to)
+        unknown = sorted({m[1] for m in _REFERENCE.finditer(out)} - known - _BUILTINS[to])
+        warnings += [
+            f"${{{name}}} is neither a date macro nor a parameter: left as written" for name in unknown
+        ]
+        for warning in warnings:
+            warn(warning)
+        return out
+
+    return write
+
+
+#: Names a target resolves itself.
+_BUILTINS: dict[Syntax, frozenset[str]] = {
+    Syntax.EMR: frozenset(),
+    Syntax.DATAWORKS: frozenset({"bizdate", "cyctime", "gmtdate"}),
+    Syntax.ENOS: frozenset({"cal_dt", "cal_dt8", "ncal_dt", "ncal_dt8"}),
+}

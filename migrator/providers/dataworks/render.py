@@ -19,6 +19,7 @@ from typing import Any
 from migrator.model import FailureAction, Task, TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget
 from migrator.translate.cron import Dialect
+from migrator.translate.macros import Syntax, writer
 from migrator.translate.schedule import cron_for
 
 #: canonical kind -> ``script.runtime.command`` (CodeProgramType names; note ``EMR_SCOOP``).
@@ -73,6 +74,7 @@ class _Renderer:
         self.warnings: list[str] = []
         root = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
         self.path = f"{root}/{wf.name}" if root else wf.name
+        self.macros = writer(wf, Syntax.DATAWORKS, lambda m: self.warn("macros", m))
 
     def warn(self, rule: str, message: str) -> None:
         self.warnings.append(f"{rule}: {message}")
@@ -92,7 +94,13 @@ class _Renderer:
 
     def parameters(self, values: dict[str, str], task: Task | None) -> list[dict[str, Any]]:
         params = [
-            {"name": k, "artifactType": "Variable", "scope": "NodeParameter", "type": "Constant", "value": v}
+            {
+                "name": k,
+                "artifactType": "Variable",
+                "scope": "NodeParameter",
+                "type": "Constant",
+                "value": self.macros(v),
+            }
             for k, v in values.items()
         ]
         if task is None:
@@ -111,24 +119,25 @@ class _Renderer:
                     "artifactType": "Variable",
                     "scope": "NodeParameter",
                     "type": "Constant",
-                    "value": var.plain(),
+                    "value": self.macros(var.plain()),
                 }
             )
         return params
 
     def content(self, task: Task, command: str) -> str:
+        content = self.macros(task.content)
         if not task.environment:
-            return task.content
+            return content
         if command in SHELL_COMMANDS:
             exports = "".join(f"export {k}={json.dumps(v)}\n" for k, v in task.environment.items())
             self.warn("environment", f"task {task.name!r}: environment carried as export lines in the script")
-            return exports + task.content
+            return exports + content
         self.warn(
             "environment",
             f"task {task.name!r}: environment {sorted(task.environment)} not carried "
             f"({command} nodes have no environment)",
         )
-        return task.content
+        return content
 
     def node(self, task: Task, trigger: dict[str, Any]) -> dict[str, Any]:
         nid = node_id(self.key, task.name)

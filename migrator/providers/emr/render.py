@@ -25,6 +25,7 @@ from migrator.model import Task, TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget
 from migrator.translate.cron import Dialect
 from migrator.translate.dag import topological_order
+from migrator.translate.macros import Syntax, writer
 from migrator.translate.schedule import cron_for
 
 #: canonical kind -> EMR job ``Type`` (the seed's list). Kinds absent here become SHELL placeholders.
@@ -192,6 +193,7 @@ class _Renderer:
         self.wf, self.project_id, self.region, self.cluster_id = wf, project_id, region, cluster_id
         self.folder = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
         self.warnings: list[str] = []
+        self.macros = writer(wf, Syntax.EMR, lambda m: self.warn("macros", m))
 
     def warn(self, rule: str, message: str) -> None:
         self.warnings.append(f"{rule}: {message}")
@@ -255,8 +257,8 @@ class _Renderer:
                     "timeout", f"task {task.name!r}: timeout {task.timeout:g}s rounded up to {seconds}s"
                 )
             query["MaxRunningTimeSec"] = str(seconds)
-        form = {"Description": described(task.description), "Params": task.content}
-        parameters = {**self.wf.parameters, **task.parameters}
+        form = {"Description": described(task.description), "Params": self.macros(task.content)}
+        parameters = {k: self.macros(v) for k, v in {**self.wf.parameters, **task.parameters}.items()}
         if parameters:
             form["ParamConf"] = _json(parameters)
         if task.environment:

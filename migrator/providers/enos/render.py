@@ -31,6 +31,7 @@ from migrator.errors import TranslationError
 from migrator.model import FailureAction, Task, TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget
 from migrator.translate.cron import Dialect
+from migrator.translate.macros import Syntax, writer
 from migrator.translate.schedule import CronError, cron_for, enos_cron
 
 #: canonical kind -> EnOS task ``type`` (the strings every sample sends). Other kinds: COMMAND placeholders.
@@ -130,6 +131,7 @@ class _Renderer:
         self.wf, self.submitter = wf, submitter
         self.folder = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
         self.warnings: list[str] = []
+        self.macros = writer(wf, Syntax.ENOS, lambda m: self.warn("macros", m))
 
     def warn(self, rule: str, message: str) -> None:
         self.warnings.append(f"{rule}: {message}")
@@ -141,7 +143,7 @@ class _Renderer:
         flow: dict[str, Any] = {
             "name": wf.name,
             **self.schedule(),
-            "parameters": _json([{"key": k, "value": v} for k, v in self.parameters().items()]),
+            "parameters": _json([{"key": k, "value": self.macros(v)} for k, v in self.parameters().items()]),
             "submitter": self.submitter,
             "owners": ";".join(wf.owners),
             "visitors": "",
@@ -303,18 +305,19 @@ class _Renderer:
         }
 
     def content(self, task: Task, kind: str) -> str:
+        content = self.macros(task.content)
         if not task.environment:
-            return task.content
+            return content
         if kind in SHELL_TYPES:
             self.warn("environment", f"task {task.name!r}: environment carried as export lines in the script")
             exports = "".join(f"export {k}={json.dumps(v)}\n" for k, v in task.environment.items())
-            return exports + task.content
+            return exports + content
         self.warn(
             "environment",
             f"task {task.name!r}: environment {sorted(task.environment)} not carried ({kind} tasks "
             "have no environment)",
         )
-        return task.content
+        return content
 
     def file_package(self, task: Task) -> str:
         if not task.resources:

@@ -33,6 +33,8 @@ from migrator.providers.enos.render import (
     FlowPlan,
     render,
 )
+from migrator.translate.macros import Syntax
+from migrator.translate.macros import translate as translate_macros
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SEEDS = (7, 13, 29)
@@ -68,12 +70,17 @@ def merged_parameters(wf: Workflow) -> dict[str, str]:
         for k, v in t.parameters.items():
             values.setdefault(k, set()).add(v)
     extra = {k: next(iter(v)) for k, v in values.items() if len(v) == 1 and k not in wf.parameters}
-    return {**wf.parameters, **extra}
+    return {k: enos_macros(v) for k, v in {**wf.parameters, **extra}.items()}
+
+
+def enos_macros(text: str) -> str:
+    """render's rule: the sample's EMR date macros are written as EnOS date variables."""
+    return translate_macros(text, Syntax.EMR, Syntax.ENOS)[0]
 
 
 def expected_task(t: Task) -> Task:
     kind = t.kind if t.kind in TYPES else TaskKind.SHELL  # COMMAND placeholders read back as shell
-    content = t.content
+    content = enos_macros(t.content)
     if t.environment and kind is TaskKind.SHELL:  # export lines in front of a COMMAND's script
         content = "".join(f"export {k}={json.dumps(v)}\n" for k, v in t.environment.items()) + content
     run = t.run.model_copy(
