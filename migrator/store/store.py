@@ -223,19 +223,20 @@ class Store:
             raise sqlite3.DatabaseError("could not switch to WAL journal mode")
         await self._conn.execute("PRAGMA synchronous = FULL")
         await self._conn.execute("PRAGMA foreign_keys = ON")
-        row = await self._fetchone("PRAGMA user_version")
-        version = int(row[0]) if row else 0
-        if version > len(MIGRATIONS):
-            raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than this migrator understands ({len(MIGRATIONS)})"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            statements = [s.strip() for s in _split_sql(script) if s.strip()]
+        # Each migration reads the version inside its own write transaction: another process
+        # (a run creating the file while `migrator status` opens it) may have applied it already.
+        while True:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in statements:
+                row = await self._fetchone("PRAGMA user_version")
+                version = int(row[0]) if row else 0
+                _known(version)
+                if version == len(MIGRATIONS):
+                    await self._conn.execute("COMMIT")
+                    return
+                for statement in (s.strip() for s in _split_sql(MIGRATIONS[version]) if s.strip()):
                     await self._conn.execute(statement)
-                await self._conn.execute(f"PRAGMA user_version = {number}")
+                await self._conn.execute(f"PRAGMA user_version = {version + 1}")
                 await self._conn.execute("COMMIT")
             except BaseException:
                 await self._conn.execute("ROLLBACK")
@@ -647,6 +648,13 @@ class _Transaction:
             await self._store._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
         finally:
             self._store._lock.release()
+
+
+def _known(version: int) -> None:
+    if version > len(MIGRATIONS):
+        raise sqlite3.DatabaseError(
+            f"schema version {version} is newer than this migrator understands ({len(MIGRATIONS)})"
+        )
 
 
 def _split_sql(script: str) -> list[str]:
