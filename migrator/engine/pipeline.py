@@ -317,8 +317,7 @@ class Pipeline:
             )
             for item in unseen
         ]
-        for start in range(0, len(moves), 500):
-            await self.store.apply(job, self.run_id, moves[start : start + 500])
+        await self.store.apply_in_batches(job, self.run_id, moves)
         if unseen:
             self.observer.settled(State.ORPHANED, len(unseen))
             log.warning("orphaned", job=job, count=len(unseen), keys=[i.key for i in unseen[:20]])

@@ -395,7 +395,7 @@ class Store:
             )
             for i in items
         ]
-        return await self._apply_outside_a_run(job, moves)
+        return await self.apply_in_batches(job, None, moves)
 
     async def unpark(self, job: str) -> int:
         """Forget a used-up quota (the account got more): parked items back to ``pending``."""
@@ -406,15 +406,15 @@ class Store:
             )
             for i in items
         ]
-        moved = await self._apply_outside_a_run(job, moves)
+        moved = await self.apply_in_batches(job, None, moves)
         async with self._transaction():
             await self._conn.execute("UPDATE runs SET parked_until = NULL WHERE job = ?", (job,))
         return moved
 
-    async def _apply_outside_a_run(self, job: str, moves: Sequence[Move]) -> int:
-        """Moves a command makes between runs, in batches of a bounded size."""
+    async def apply_in_batches(self, job: str, run_id: int | None, moves: Sequence[Move]) -> int:
+        """Many moves (a command's between runs, a sync's orphans), in transactions of bounded size."""
         for start in range(0, len(moves), 500):
-            await self.apply(job, None, moves[start : start + 500])
+            await self.apply(job, run_id, moves[start : start + 500])
         return len(moves)
 
     async def parked_until(self, job: str) -> float | None:

@@ -98,28 +98,36 @@ class Untranslatable(Exception):
 
 # --- per-syntax format letters ------------------------------------------------------------------
 
-_EMR_LETTERS = {
-    "yyyy": "yyyy",
-    "yy": "yy",
-    "MM": "MM",
-    "dd": "dd",
-    "HH": "HH",
-    "hh": "hh",
-    "mm": "mm",
-    "ss": "ss",
-}
-_DATAWORKS_LETTERS = dict(_EMR_LETTERS, MM="mm", HH="hh24", mm="mi")
-_DATE_ONLY = frozenset({"yyyy", "yy", "MM", "dd"})
+
+@dataclass(frozen=True, slots=True)
+class _Letters:
+    """One syntax's format letters: neutral token -> native letters, and the native letters
+    longest first (``hh24`` before ``hh``), as :func:`_tokens` must try them."""
+
+    native: dict[str, str]
+    longest_first: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, native: dict[str, str]) -> _Letters:
+        pairs = sorted(((n, neutral) for neutral, n in native.items()), key=lambda p: -len(p[0]))
+        return cls(native, tuple(pairs))
 
 
-def _tokens(fmt: str, letters: dict[str, str]) -> tuple[str, ...] | None:
+_EMR_LETTERS = _Letters.of({t: t for t in TOKENS})
+_DATAWORKS_LETTERS = _Letters.of(dict(_EMR_LETTERS.native, MM="mm", HH="hh24", mm="mi"))
+#: DataWorks' business-date macros (``${...}``) format dates only.
+_DATAWORKS_DATE_LETTERS = _Letters.of(
+    {k: v for k, v in _DATAWORKS_LETTERS.native.items() if k in {"yyyy", "yy", "MM", "dd"}}
+)
+
+
+def _tokens(fmt: str, letters: _Letters) -> tuple[str, ...] | None:
     """Split a format into neutral tokens (longest letters first); None if it holds no token."""
-    by_native = sorted(((native, neutral) for neutral, native in letters.items()), key=lambda p: -len(p[0]))
     out: list[str] = []
     i = 0
     found = False
     while i < len(fmt):
-        for native, neutral in by_native:
+        for native, neutral in letters.longest_first:
             if fmt.startswith(native, i):
                 out.append(neutral)
                 i += len(native)
@@ -133,8 +141,13 @@ def _tokens(fmt: str, letters: dict[str, str]) -> tuple[str, ...] | None:
     return tuple(out) if found else None
 
 
-def _native(tokens: tuple[str, ...], letters: dict[str, str]) -> str:
-    return "".join(letters.get(t, t) for t in tokens)
+def _native(tokens: tuple[str, ...], letters: _Letters) -> str:
+    return "".join(letters.native.get(t, t) for t in tokens)
+
+
+def _signed(m: re.Match[str]) -> int:
+    """A match's ``sign`` and ``n`` groups as one number (0 when there is none)."""
+    return int(m["n"] or 0) * (-1 if m["sign"] == "-" else 1)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -159,8 +172,7 @@ def _emr(text: str) -> list[Match]:
             continue
         offsets: tuple[tuple[int, Unit], ...] = ()
         if m["n"]:
-            amount = int(m["n"]) * (-1 if m["sign"] == "-" else 1)
-            offsets = _offsets((amount, _EMR_UNITS[m["unit"]]))
+            offsets = _offsets((_signed(m), _EMR_UNITS[m["unit"]]))
         found.append((m.start(), m.end(), DateMacro(tokens, offsets)))
     return found
 
@@ -176,15 +188,15 @@ def _dataworks(text: str) -> list[Match]:
             offsets = ()
             if m["n"]:
                 unit = {"/24": Unit.HOUR, "/24/60": Unit.MINUTE}.get(m["per"] or "", Unit.DAY)
-                offsets = _offsets((int(m["n"]) * (-1 if m["sign"] == "-" else 1), unit))
+                offsets = _offsets((_signed(m), unit))
         if tokens is not None:
             found.append((m.start(), m.end(), DateMacro(tokens, offsets)))
     for m in _DW_BUSINESS.finditer(text):
         fmt = "yyyymmdd" if m["fmt"] == "bizdate" and not m["n"] else m["fmt"]
-        tokens = _tokens(fmt, {k: v for k, v in _DATAWORKS_LETTERS.items() if k in _DATE_ONLY})
+        tokens = _tokens(fmt, _DATAWORKS_DATE_LETTERS)
         if tokens is None:
             continue
-        amount = int(m["n"] or 0) * (-1 if m["sign"] == "-" else 1)
+        amount = _signed(m)
         unit = Unit.DAY if "dd" in tokens else Unit.MONTH if "MM" in tokens else Unit.YEAR
         offsets = _offsets((-1, Unit.DAY), (amount, unit))
         found.append((m.start(), m.end(), DateMacro(tokens, offsets)))
