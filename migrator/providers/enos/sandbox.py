@@ -585,8 +585,10 @@ class _EnOS:
         key = str(flow["flowId"])
         self._store.put(FLOWS, key, flow, name=flow["flowName"], parent=key)
 
-    def _names(self) -> dict[int, str]:
-        return {f["flowId"]: f["flowName"] for f in self._flows()}
+    def _names(self, flow: dict[str, Any]) -> dict[int, str]:
+        """The names of the flows ``flow`` links to, read without decoding any other flow."""
+        found = self._store.names(FLOWS, (str(link["flowId"]) for link in flow["links"]))
+        return {int(k): v for k, v in found.items()}
 
     # --- flows -----------------------------------------------------------------------------------
 
@@ -638,7 +640,7 @@ class _EnOS:
 
     def _struct(self, flow: dict[str, Any]) -> dict[str, Any]:
         """The Flow Struct export answers: names, not ids."""
-        meta, names = flow["meta"], self._names()
+        meta, names = flow["meta"], self._names(flow)
         flow_links, task_links = [], []
         for link in flow["links"]:
             entry = {"linkId": link["linkId"], "sourceFlowName": names.get(link["flowId"], "")}
@@ -668,7 +670,7 @@ class _EnOS:
 
     def _graph(self, flow: dict[str, Any]) -> dict[str, Any]:
         """The id-keyed graph form that get answers (as a string) and save takes."""
-        names = self._names()
+        names = self._names(flow)
         ids = flow["taskIds"]
         links = {link["linkId"]: link for link in flow["links"]}
         nodes = []
@@ -852,8 +854,7 @@ class _EnOS:
 
     def _matching(self, expression: str) -> list[dict[str, Any]]:
         """Flows whose name or id contains ``expression`` (case-insensitive), oldest first."""
-        needle = expression.lower()
-        return [f for f in self._flows() if needle in f["flowName"].lower() or needle in str(f["flowId"])]
+        return self._store.objects(FLOWS, name_contains=expression, or_id_contains=True)
 
     def search_flow(self, call: _Call) -> list[dict[str, Any]]:
         body = call.body()
