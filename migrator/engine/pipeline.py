@@ -81,11 +81,39 @@ class Work:
 
 
 @dataclass(frozen=True, slots=True)
-class _Compared:
+class Compared:
     """A sync's verdict on a known item: its changes, and the state it settles in (None: resubmit)."""
 
     changes: list[Change]
     settled: State | None = None
+
+
+def compare(row: Item, digest: str) -> Compared | None:
+    """Sync: what the source's current version of a known item calls for (None: as a migration).
+
+    An item at the target as last submitted is ``skipped`` without a call; one whose content
+    changed, or that came back after a prune, goes back to ``pending`` and is submitted as an
+    update of what exists; a failed one is tried again only once its source changed (else
+    ``migrator retry`` decides). In-flight items are left to reconciliation and the poller.
+    """
+    key = row.key
+    if row.state in LANDED and row.target_id and row.submitted_hash == digest:
+        if row.state is State.SKIPPED:
+            return Compared([Seen(key)], State.SKIPPED)
+        why = "unchanged since last submitted"
+        unchanged = Move(key, frozenset({row.state}), State.SKIPPED, detail=why)
+        return Compared([unchanged, Seen(key)], State.SKIPPED)
+    if row.state in LANDED:
+        why = (
+            "changed in the source: updated at the target"
+            if row.target_id and row.submitted_hash
+            else "in the source again: created at the target"
+        )
+    elif row.state is State.FAILED and row.content_hash != digest:
+        why = "changed in the source since it failed: submitted again"
+    else:
+        return None
+    return Compared([Move(key, frozenset({row.state}), State.PENDING, {"error_code": None}, detail=why)])
 
 
 class _Ready(NamedTuple):
@@ -450,7 +478,7 @@ class Pipeline:
             waiting = row is not None and row.state is State.PARKED and (row.not_before or 0) > now
             digest = entry.workflow.content_hash() if entry.workflow is not None else None
             compared = (
-                self._compare(row, digest)
+                compare(row, digest)
                 if self.job.mode == "sync" and row is not None and digest is not None and not waiting
                 else None
             )
@@ -485,33 +513,6 @@ class Pipeline:
         # Workflows held on a reference that this batch has just recorded may now resolve.
         for held in self.gate.waiting_on([*(e.key for e in batch), *(e.name for e in batch)]):
             self._wake(held.entry.key)
-
-    def _compare(self, row: Item, digest: str) -> _Compared | None:
-        """Sync: what the source's current version of a known item calls for (None: as a migration).
-
-        An item at the target as last submitted is ``skipped`` without a call; one whose content
-        changed, or that came back after a prune, goes back to ``pending`` and is submitted as an
-        update of what exists; a failed one is tried again only once its source changed (else
-        ``migrator retry`` decides). In-flight items are left to reconciliation and the poller.
-        """
-        key = row.key
-        if row.state in LANDED and row.target_id and row.submitted_hash == digest:
-            if row.state is State.SKIPPED:
-                return _Compared([Seen(key)], State.SKIPPED)
-            why = "unchanged since last submitted"
-            unchanged = Move(key, frozenset({row.state}), State.SKIPPED, detail=why)
-            return _Compared([unchanged, Seen(key)], State.SKIPPED)
-        if row.state in LANDED:
-            why = (
-                "changed in the source: updated at the target"
-                if row.target_id and row.submitted_hash
-                else "in the source again: created at the target"
-            )
-        elif row.state is State.FAILED and row.content_hash != digest:
-            why = "changed in the source since it failed: submitted again"
-        else:
-            return None
-        return _Compared([Move(key, frozenset({row.state}), State.PENDING, {"error_code": None}, detail=why)])
 
     async def _admit(
         self, entries: list[tuple[Entry, Item | None]], tx: MemoryObjectSendStream[Work]

@@ -200,21 +200,48 @@ class Store:
     # --- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path, *, clock: Clock = time.time, create: bool = True) -> Store:
-        if not create and not await anyio.Path(path).exists():
+    async def open(
+        cls, path: Path, *, clock: Clock = time.time, create: bool = True, read_only: bool = False
+    ) -> Store:
+        """Open (by default create and migrate) the state database.
+
+        ``read_only`` is for ``migrator plan``, which promises to write nothing: the file is
+        opened with SQLite's ``mode=ro``, never migrated, and must already be at this version.
+        """
+        if (read_only or not create) and not await anyio.Path(path).exists():
             raise StoreError(f"state database {path} does not exist (has this job been run?)")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = await aiosqlite.connect(path, isolation_level=None)
+            if read_only:
+                where = (await anyio.Path(path).resolve()).as_uri()
+                conn = await aiosqlite.connect(f"{where}?mode=ro", uri=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = await aiosqlite.connect(path, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open state database {path}: {exc}") from None
         store = cls(path, conn, clock)
         try:
-            await store._prepare()
+            if read_only:
+                await store._check_version()
+            else:
+                await store._prepare()
         except sqlite3.DatabaseError as exc:
             await conn.close()
             raise StoreError(f"state database {path} is unusable: {exc}") from None
+        except StoreError:
+            await conn.close()
+            raise
         return store
+
+    async def _check_version(self) -> None:
+        await self._conn.execute("PRAGMA busy_timeout = 10000")
+        version = await self.schema_version()
+        _known(version)
+        if version != len(MIGRATIONS):
+            raise StoreError(
+                f"state database {self.path} has schema version {version}, this migrator writes "
+                f"{len(MIGRATIONS)}: run `migrator status` once to upgrade it"
+            )
 
     async def _prepare(self) -> None:
         await self._conn.execute("PRAGMA busy_timeout = 10000")
