@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +32,9 @@ from rich.progress import (
 from migrator import log as logsetup
 from migrator import report as reports
 from migrator.config import Config, JobConfig, SourceConfig, load_config, load_job
+from migrator.engine import plan as plans
 from migrator.engine.pipeline import Outcome, Pipeline
+from migrator.engine.plan import planning
 from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
 from migrator.errors import ConfigError, MigratorError, ProviderError, ProviderStopped, StoreLockedError
@@ -321,6 +324,59 @@ def status(job: str | None, config_path: Path | None, state_path: Path | None) -
 
     try:
         sys.exit(anyio.run(show))
+    except MigratorError as exc:
+        sys.exit(_fail(exc))
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(path_type=Path, dir_okay=False))
+@config_option
+@state_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="write to a file")
+def plan(
+    job_file: Path, config_path: Path | None, state_path: Path | None, fmt: str, output: Path | None
+) -> None:
+    """What a run of JOB_FILE would create, update, skip and refuse, with every translation warning.
+
+    Reads the source and translates every workflow as a run would, compares with the state
+    database (opened read-only), and sends nothing to the target. Exit 1 when a run would leave
+    workflows invalid or blocked.
+    """
+    logsetup.configure(verbose=False, quiet=True)
+    try:
+        config = load_config(config_path)
+        job = load_job(job_file)
+    except MigratorError as exc:
+        sys.exit(_fail(exc))
+    state = _state(config, state_path)
+
+    async def work() -> int:
+        async with AsyncExitStack() as stack:
+            store = None
+            if await anyio.Path(state).exists():
+                store = await stack.enter_async_context(await Store.open(state, read_only=True))
+            source = await stack.enter_async_context(open_source(job.source, config, state))
+            provider, _ = await stack.enter_async_context(
+                open_provider(config.provider(job.target.provider), state)
+            )
+            planned = await stack.enter_async_context(planning(job, provider, store, source))
+            with output.open("w", encoding="utf-8", newline="") if output else nullcontext(sys.stdout) as out:
+                if fmt == "json":
+                    plans.write_json(planned, out)
+                elif fmt == "csv":
+                    plans.write_csv(planned, out)
+                else:
+                    console = Console(file=out, width=None if output is None else 160)
+                    for table in plans.tables(planned):
+                        console.print(table)
+                    console.print(f"per workflow: migrator plan {job_file} --format csv")
+            return EXIT_FAILED if planned.refused else EXIT_OK
+
+    try:
+        sys.exit(anyio.run(work))
     except MigratorError as exc:
         sys.exit(_fail(exc))
 
