@@ -124,7 +124,7 @@ def target_type(
     if overrides and kind in overrides:
         chosen = overrides[kind]
         if chosen not in KNOWN[target]:  # load_job checks this already; a hand-built config may not
-            raise TranslationError(f"kinds: {kind.value} = {chosen!r} is not a {target} type")
+            raise TranslationError(f"kinds: {kind.value} = {chosen!r} is not a type {target} knows")
         return Choice(chosen)
     found = REFINED.get((source, target), {}).get(kind) or TYPES[target].get(kind)
     return Choice(found) if found else Choice(PLACEHOLDERS[target], placeholder=True)
@@ -143,7 +143,7 @@ def check_overrides(target: str | None, overrides: Mapping[str, str]) -> list[st
     kind is not known at load time).
     """
     known = KNOWN[target] if target in KNOWN else frozenset().union(*KNOWN.values())
-    where = f"a {target} type" if target in KNOWN else "a type of any target"
+    where = f"a type {target} knows" if target in KNOWN else "a type any target knows"
     errors: list[str] = []
     for key, value in overrides.items():
         if key not in {k.value for k in TaskKind}:

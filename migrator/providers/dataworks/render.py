@@ -196,6 +196,14 @@ class _Renderer:
         }
         if self.wf.owners:
             node["owner"] = self.wf.owners[0]
+        if run.cluster and self.mappings.covers(self.mappings.clusters):
+            node["runtimeResource"] = {"resourceGroup": run.cluster}
+        elif run.cluster:
+            self.warn(
+                "cluster",
+                f"task {task.name!r}: cluster {run.cluster} not carried; [target.mappings] clusters "
+                "maps clusters to the resource groups nodes run on",
+            )
         if task.resources:
             node["fileResources"] = [
                 {"name": r.alias or r.path.rsplit("/", 1)[-1], "path": r.path} for r in task.resources
