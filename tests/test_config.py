@@ -156,3 +156,16 @@ def test_kinds_and_mappings_errors_name_the_file_and_key(
 def test_a_kind_override_another_target_knows_passes_when_the_target_kind_is_unknown(tmp_path: Path) -> None:
     job = load_job(job_with(tmp_path, 'provider = "prod"\n[target.kinds]\npython = "PYTHON"'))
     assert job.target.kinds == {TaskKind.PYTHON: "PYTHON"}
+
+
+def test_the_readmes_kinds_and_mappings_example_is_a_valid_job(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Job kinds and mappings", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = write(
+        tmp_path / "j.toml", f'{example}[source]\npaths = ["a.jsonl"]\n[target]\nprovider = "dataworks"\n'
+    )
+    target = load_job(path).target
+    assert target.kinds == {TaskKind.PIG: "EMR_SPARK_SHELL"}
+    assert set(target.mappings.model_dump()) == {"owners", "users", "clusters", "paths", "folders", "strict"}
+    assert all(target.mappings.model_dump()[f] for f in ("owners", "users", "clusters", "paths", "folders"))
