@@ -27,8 +27,11 @@ from pydantic import (
 )
 
 from migrator.errors import ConfigError
+from migrator.model import TaskKind
 from migrator.providers.registry import KINDS
 from migrator.sandbox.faults import Faults
+from migrator.translate.kinds import check_overrides
+from migrator.translate.mapping import Mappings
 
 DEFAULT_STATE = Path("state/migrator.db")
 
@@ -178,9 +181,18 @@ class SourceConfig(_Strict):
 
 
 class TargetConfig(_Strict):
+    """Where workflows go, and how source values translate there (``[target]`` of a job file)."""
+
     provider: str
     folder: str = Field(default="", description="folder at the target under which source folders are placed")
     submitter: str | None = Field(default=None, description="EnOS: the big-data account flows run as (doAs)")
+    kinds: dict[TaskKind, str] = Field(
+        default_factory=dict,
+        description="[target.kinds]: canonical task kind -> target type, over the tables",
+    )
+    mappings: Mappings = Field(
+        default_factory=Mappings, description="[target.mappings]: source -> target values"
+    )
 
 
 class JobConfig(_Strict):
@@ -260,11 +272,29 @@ def load_config(path: Path | None) -> Config:
         raise _explain(path, exc) from None
 
 
-def load_job(path: Path) -> JobConfig:
+def _target_kind(provider: object, config: Config | None) -> str | None:
+    """The target's provider kind, when it can be told before connecting: from ``config``, else
+    from the default config's naming (each provider named after its kind)."""
+    if not isinstance(provider, str):
+        return None
+    if config is not None and provider in config.providers:
+        return config.providers[provider].kind
+    return provider if config is None and provider in KINDS else None
+
+
+def load_job(path: Path, config: Config | None = None) -> JobConfig:
+    """Read and check a job file; with ``config``, ``[target.kinds]`` is checked against the types
+    of the target's kind (without, against the kind its name gives, or every target's types)."""
     raw = _read_toml(path)
     job = raw.get("job", {})
     if not isinstance(job, dict):
         raise ConfigError(f"{path}: [job] must be a table")
+    target = raw.get("target", {})
+    kinds = target.get("kinds") if isinstance(target, dict) else None
+    if isinstance(target, dict) and isinstance(kinds, dict):
+        errors = check_overrides(_target_kind(target.get("provider"), config), kinds)
+        if errors:
+            raise ConfigError(f"{path}: " + "; ".join(f"target.kinds: {e}" for e in errors))
     source = raw.get("source", {})
     if isinstance(source, dict) and isinstance(source.get("paths"), list):
         source = {**source, "paths": [path.parent / p for p in source["paths"]]}
@@ -274,7 +304,7 @@ def load_job(path: Path) -> JobConfig:
                 "name": job.get("name", path.stem),
                 "mode": job.get("mode", "migrate"),
                 "source": source,
-                "target": raw.get("target", {}),
+                "target": target,
                 "path": path,
             }
         )

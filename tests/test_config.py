@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from migrator.config import load_config, load_job
+from migrator.config import Config, ProviderConfig, load_config, load_job
 from migrator.errors import ConfigError
+from migrator.model import TaskKind
 
 
 def write(path: Path, text: str) -> Path:
@@ -79,3 +80,92 @@ def test_the_example_config_is_valid_and_says_what_it_means(monkeypatch: pytest.
     assert (prod.edition, prod.limits().read_qps, prod.limits().write_qps) == ("enterprise", 50, 20)
     assert (prod.retry_budget, prod.park_after) == (500, 60)
     assert config.provider("dataworks").sandbox_options.faults.qps is None
+
+
+def job_with(tmp_path: Path, target: str) -> Path:
+    return write(
+        tmp_path / "j.toml", f'[job]\nname = "j"\n[source]\npaths = ["a.jsonl"]\n[target]\n{target}\n'
+    )
+
+
+def test_kinds_and_mappings_load_from_the_target_table(tmp_path: Path) -> None:
+    job = load_job(
+        job_with(
+            tmp_path,
+            'provider = "dataworks"\n[target.kinds]\npig = "EMR_SPARK_SHELL"\n'
+            '[target.mappings]\nstrict = true\nowners = { alice = "1001" }\n'
+            '[target.mappings.paths]\n"oss://old/" = "oss://new/"\n',
+        )
+    )
+    assert job.target.kinds == {TaskKind.PIG: "EMR_SPARK_SHELL"}
+    assert job.target.mappings.owners == {"alice": "1001"}
+    assert job.target.mappings.paths == {"oss://old/": "oss://new/"}
+    assert job.target.mappings.strict
+
+
+@pytest.mark.parametrize(
+    ("target", "config", "error"),
+    [
+        # the provider's kind from its name (no config file), or from the config
+        (
+            'provider = "emr"\n[target.kinds]\npython = "PYTHON"',
+            None,
+            "target.kinds: python = 'PYTHON' is not a type emr knows",
+        ),
+        (
+            'provider = "prod"\n[target.kinds]\npython = "PYTHON"',
+            "emr",
+            "target.kinds: python = 'PYTHON' is not a type emr knows",
+        ),
+        ('provider = "prod"\n[target.kinds]\npython = "PYTHON3"', None, "is not a type any target knows"),
+        (
+            'provider = "enos"\n[target.kinds]\nperl = "COMMAND"',
+            None,
+            "target.kinds: 'perl' is not a task kind",
+        ),
+        (
+            'provider = "enos"\n[target.mappings]\nowners = ["alice"]',
+            None,
+            "target.mappings.owners: Input should be a valid dictionary",
+        ),
+        (
+            'provider = "enos"\n[target.mappings]\ngroups = {}',
+            None,
+            "target.mappings.groups: Extra inputs are not permitted",
+        ),
+        (
+            'provider = "enos"\n[target.mappings.users]\nhadoop = ""',
+            None,
+            "target.mappings.users.hadoop: String should have at least 1 character",
+        ),
+    ],
+)
+def test_kinds_and_mappings_errors_name_the_file_and_key(
+    tmp_path: Path, target: str, config: str | None, error: str
+) -> None:
+    path = job_with(tmp_path, target)
+    cfg = (
+        Config(providers={"prod": ProviderConfig(name="prod", kind=config, sandbox=True)}) if config else None
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_job(path, cfg)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert error in str(caught.value)
+
+
+def test_a_kind_override_another_target_knows_passes_when_the_target_kind_is_unknown(tmp_path: Path) -> None:
+    job = load_job(job_with(tmp_path, 'provider = "prod"\n[target.kinds]\npython = "PYTHON"'))
+    assert job.target.kinds == {TaskKind.PYTHON: "PYTHON"}
+
+
+def test_the_readmes_kinds_and_mappings_example_is_a_valid_job(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Job kinds and mappings", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = write(
+        tmp_path / "j.toml", f'{example}[source]\npaths = ["a.jsonl"]\n[target]\nprovider = "dataworks"\n'
+    )
+    target = load_job(path).target
+    assert target.kinds == {TaskKind.PIG: "EMR_SPARK_SHELL"}
+    assert set(target.mappings.model_dump()) == {"owners", "users", "clusters", "paths", "folders", "strict"}
+    assert all(target.mappings.model_dump()[f] for f in ("owners", "users", "clusters", "paths", "folders"))

@@ -47,7 +47,9 @@ class DataWorks:
     def render(
         self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, UpstreamTarget]
     ) -> Rendered:
-        wid, spec, warnings = render(workflow, target.folder, upstream)
+        wid, spec, warnings = render(
+            workflow, target.folder, upstream, kinds=target.kinds, mappings=target.mappings
+        )
         return Rendered(wid, json.dumps(spec, ensure_ascii=False, separators=(",", ":")), warnings)
 
     async def submit(self, rendered: Rendered, parts: Parts, *, update: bool = False) -> Submitted:

@@ -18,31 +18,18 @@ from typing import Any
 
 from migrator.model import FailureAction, Task, TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget
+from migrator.translate import mapping
 from migrator.translate.cron import Dialect
+from migrator.translate.kinds import SHELL_TYPES, target_type
 from migrator.translate.macros import Syntax, writer
+from migrator.translate.retries import Limits, convert
 from migrator.translate.schedule import cron_for
 
-#: canonical kind -> ``script.runtime.command`` (CodeProgramType names; note ``EMR_SCOOP``).
-COMMANDS: dict[TaskKind, str] = {
-    TaskKind.SHELL: "DIDE_SHELL",
-    TaskKind.PYTHON: "PYTHON",
-    TaskKind.HIVE_SQL: "EMR_HIVE",
-    TaskKind.HIVE: "EMR_HIVE_CLI",
-    TaskKind.SPARK: "EMR_SPARK",
-    TaskKind.SPARK_SQL: "EMR_SPARK_SQL",
-    TaskKind.SPARK_STREAMING: "EMR_SPARK_STREAMING",
-    TaskKind.MR: "EMR_MR",
-    TaskKind.SQOOP: "EMR_SCOOP",
-    TaskKind.ODPS_SQL: "ODPS_SQL",
-    TaskKind.DATA_INTEGRATION: "DI",
-    TaskKind.VIRTUAL: "VIRTUAL",
-}
-#: Kinds with no DataWorks equivalent: kept as a shell placeholder holding the original content.
-PLACEHOLDER = "DIDE_SHELL"
-#: Per source system, kinds that map more faithfully than the neutral table: an EMR shell job runs
-#: on the EMR cluster, so it becomes an EMR_SHELL node, not a DataWorks resource-group shell.
-COMMANDS_FROM: dict[str, dict[TaskKind, str]] = {"emr": {TaskKind.SHELL: "EMR_SHELL"}}
-SHELL_COMMANDS = frozenset({"DIDE_SHELL", "EMR_SHELL", "SHELL"})
+TARGET = "dataworks"
+SHELL_COMMANDS = SHELL_TYPES[TARGET]
+#: SpecNode ``timeout`` is in seconds (dataworks-spec schema/node.schema.json: "单位为秒"),
+#: ``rerunInterval`` in milliseconds (the seed's 180000); no bounds are documented for either.
+LIMITS = Limits("DataWorks", interval_unit="ms", interval_per_second=1000)
 
 EARLIEST = "1970-01-01 00:00:00"
 LATEST = "9999-01-01 00:00:00"
@@ -67,9 +54,17 @@ def _time(value: datetime | None, default: str) -> str:
 
 
 class _Renderer:
-    def __init__(self, wf: Workflow, folder: str, upstream: Mapping[str, UpstreamTarget]) -> None:
+    def __init__(
+        self,
+        wf: Workflow,
+        folder: str,
+        upstream: Mapping[str, UpstreamTarget],
+        kinds: Mapping[TaskKind, str],
+        mappings: mapping.Mappings,
+    ) -> None:
         self.wf = wf
         self.upstream = upstream
+        self.kinds, self.mappings = kinds, mappings
         self.key = wf.key
         self.warnings: list[str] = []
         root = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
@@ -141,13 +136,13 @@ class _Renderer:
 
     def node(self, task: Task, trigger: dict[str, Any]) -> dict[str, Any]:
         nid = node_id(self.key, task.name)
-        command = COMMANDS_FROM.get(self.wf.source.system, {}).get(task.kind) or COMMANDS.get(task.kind)
-        if command is None:
-            command = PLACEHOLDER
+        choice = target_type(TARGET, task.kind, source=self.wf.source.system, overrides=self.kinds)
+        command = choice.type
+        if choice.placeholder:
             self.warn(
                 "job-kind",
                 f"task {task.name!r}: kind {task.kind.value} has no DataWorks equivalent; "
-                f"kept as a {PLACEHOLDER} placeholder holding the original content",
+                f"kept as a {command} placeholder holding the original content",
             )
         if task.failure_action is FailureAction.CONTINUE:
             self.warn(
@@ -155,6 +150,7 @@ class _Renderer:
                 f"task {task.name!r}: continue-on-failure has no DataWorks equivalent; "
                 "downstream nodes will wait for a rerun",
             )
+        sent = convert(task, LIMITS, self.warn)
         runtime: dict[str, Any] = {"command": command}
         run = task.run
         emr = {
@@ -181,11 +177,11 @@ class _Renderer:
             "id": nid,
             "name": task.name,
             "description": task.description,
-            "timeout": int(task.timeout or 0),
+            "timeout": sent.timeout,
             "instanceMode": "T+1",
             "rerunMode": "Allowed",
-            "rerunTimes": task.max_retries,
-            "rerunInterval": int(task.retry_interval * 1000),
+            "rerunTimes": sent.retries,
+            "rerunInterval": sent.interval,
             "script": {
                 "path": f"{self.path}/{task.name}",
                 "runtime": runtime,
@@ -200,6 +196,14 @@ class _Renderer:
         }
         if self.wf.owners:
             node["owner"] = self.wf.owners[0]
+        if run.cluster and self.mappings.covers(self.mappings.clusters):
+            node["runtimeResource"] = {"resourceGroup": run.cluster}
+        elif run.cluster:
+            self.warn(
+                "cluster",
+                f"task {task.name!r}: cluster {run.cluster} not carried; [target.mappings] clusters "
+                "maps clusters to the resource groups nodes run on",
+            )
         if task.resources:
             node["fileResources"] = [
                 {"name": r.alias or r.path.rsplit("/", 1)[-1], "path": r.path} for r in task.resources
@@ -290,9 +294,16 @@ class _Renderer:
 
 
 def render(
-    wf: Workflow, folder: str = "", upstream: Mapping[str, UpstreamTarget] | None = None
+    wf: Workflow,
+    folder: str = "",
+    upstream: Mapping[str, UpstreamTarget] | None = None,
+    *,
+    kinds: Mapping[TaskKind, str] | None = None,
+    mappings: mapping.Mappings | None = None,
 ) -> tuple[str, dict[str, Any], tuple[str, ...]]:
-    """Return ``(workflow id, FlowSpec, warnings)``; ``upstream`` maps references to workflow ids."""
-    renderer = _Renderer(wf, folder, upstream or {})
+    """Return ``(workflow id, FlowSpec, warnings)``; ``upstream`` maps references to workflow ids;
+    ``kinds`` and ``mappings`` are the job file's ``[target.kinds]`` and ``[target.mappings]``."""
+    mappings = mappings or mapping.Mappings()
+    renderer = _Renderer(mapping.apply(wf, mappings), folder, upstream or {}, kinds or {}, mappings)
     spec = renderer.spec()
     return workflow_id(wf.key), spec, tuple(renderer.warnings)

@@ -102,6 +102,8 @@ class Emr:
             cluster_id=self.cluster_id,
             upstream=upstream,
             folder=target.folder,
+            kinds=target.kinds,
+            mappings=target.mappings,
         )
         return Rendered(None, plan, plan.warnings)
 

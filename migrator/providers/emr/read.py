@@ -54,15 +54,16 @@ from migrator.providers.emr.render import (
     EVENT_SUCCEEDED,
     NO_DESCRIPTION,
     STOP_SCHEDULE,
-    TYPES,
+    TARGET,
 )
 from migrator.translate import fields
 from migrator.translate.dag import find_cycle
+from migrator.translate.kinds import source_kinds
 
 __all__ = ["EmrDocumentError", "folder_path", "read_export", "workflow_from_emr", "write_export"]
 
 #: EMR job ``Type`` -> canonical kind (render's table inverted; SHELL placeholders stay shell).
-KINDS: dict[str, TaskKind] = {emr: kind for kind, emr in TYPES.items()}
+KINDS: dict[str, TaskKind] = source_kinds(TARGET)
 FAILURE_ACTIONS: dict[str, FailureAction] = {a.value.upper(): a for a in FailureAction}
 #: AlertConf ``eventId`` -> the :class:`~migrator.model.Alerts` flag it sets.
 ALERT_EVENTS: dict[str, str] = {

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -23,25 +22,20 @@ from typing import Any
 
 from migrator.model import Task, TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget
+from migrator.translate import mapping
 from migrator.translate.cron import Dialect
 from migrator.translate.dag import topological_order
+from migrator.translate.kinds import target_type
 from migrator.translate.macros import Syntax, writer
+from migrator.translate.retries import Limits, convert
 from migrator.translate.schedule import cron_for
 
-#: canonical kind -> EMR job ``Type`` (the seed's list). Kinds absent here become SHELL placeholders.
-TYPES: dict[TaskKind, str] = {
-    TaskKind.SHELL: "SHELL",
-    TaskKind.HIVE_SQL: "HIVE_SQL",
-    TaskKind.HIVE: "HIVE",
-    TaskKind.SPARK: "SPARK",
-    TaskKind.SPARK_SQL: "SPARK_SQL",
-    TaskKind.SPARK_STREAMING: "SPARK_STREAMING",
-    TaskKind.MR: "MR",
-    TaskKind.PIG: "PIG",
-    TaskKind.SQOOP: "SQOOP",
-}
+TARGET = "emr"
+
+#: CreateFlowJob ranges (alibaba-apis.md 5.4): MaxRetry 0-5, RetryInterval 0-300 s; clamped with a warning.
 MAX_RETRY = 5
 MAX_RETRY_INTERVAL = 300
+LIMITS = Limits("EMR", max_retries=MAX_RETRY, max_interval=MAX_RETRY_INTERVAL)
 #: AlertConf event ids (seed): flow failed, flow succeeded, a node failed.
 EVENT_FAILED, EVENT_SUCCEEDED, EVENT_NODE_FAILED = "EMR-210401001", "EMR-110401002", "EMR-110401015"
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -189,8 +183,17 @@ def _json(value: Any) -> str:
 
 
 class _Renderer:
-    def __init__(self, wf: Workflow, project_id: str, region: str, cluster_id: str, folder: str) -> None:
+    def __init__(
+        self,
+        wf: Workflow,
+        project_id: str,
+        region: str,
+        cluster_id: str,
+        folder: str,
+        kinds: Mapping[TaskKind, str],
+    ) -> None:
         self.wf, self.project_id, self.region, self.cluster_id = wf, project_id, region, cluster_id
+        self.kinds = kinds
         self.folder = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
         self.warnings: list[str] = []
         self.macros = writer(wf, Syntax.EMR, lambda m: self.warn("macros", m))
@@ -199,39 +202,23 @@ class _Renderer:
         self.warnings.append(f"{rule}: {message}")
 
     def job(self, task: Task) -> JobPlan:
-        kind = TYPES.get(task.kind)
-        if kind is None:
-            kind = "SHELL"
+        choice = target_type(TARGET, task.kind, source=self.wf.source.system, overrides=self.kinds)
+        kind = choice.type
+        if choice.placeholder:
             self.warn(
                 "job-kind",
                 f"task {task.name!r}: kind {task.kind.value} has no EMR job type; kept as a "
-                "SHELL placeholder holding the original content",
+                f"{kind} placeholder holding the original content",
             )
-        retries = task.max_retries
-        if retries > MAX_RETRY:
-            self.warn("retries", f"task {task.name!r}: max_retries {retries} clamped to EMR's {MAX_RETRY}")
-            retries = MAX_RETRY
-        interval = round(task.retry_interval)
-        if interval > MAX_RETRY_INTERVAL:
-            self.warn(
-                "retries",
-                f"task {task.name!r}: retry_interval {task.retry_interval:g}s clamped to "
-                f"EMR's {MAX_RETRY_INTERVAL}s",
-            )
-            interval = MAX_RETRY_INTERVAL
-        elif interval != task.retry_interval:
-            self.warn(
-                "retries",
-                f"task {task.name!r}: retry_interval {task.retry_interval:g}s rounded to {interval}s",
-            )
+        sent = convert(task, LIMITS, self.warn)
         query = {
             "RegionId": self.region,
             "ProjectId": self.project_id,
             "Name": f"{self.wf.name}.{task.name}",
             "Type": kind,
             "FailAct": task.failure_action.value.upper(),
-            "MaxRetry": str(retries),
-            "RetryInterval": str(interval),
+            "MaxRetry": str(sent.retries),
+            "RetryInterval": str(sent.interval),
             "Adhoc": "false",
         }
         run = task.run
@@ -250,13 +237,8 @@ class _Renderer:
                 f"task {task.name!r}: cluster {run.cluster} not carried; runs on the "
                 f"target cluster {self.cluster_id}",
             )
-        if task.timeout:
-            seconds = math.ceil(task.timeout)
-            if seconds != task.timeout:
-                self.warn(
-                    "timeout", f"task {task.name!r}: timeout {task.timeout:g}s rounded up to {seconds}s"
-                )
-            query["MaxRunningTimeSec"] = str(seconds)
+        if sent.timeout:
+            query["MaxRunningTimeSec"] = str(sent.timeout)
         form = {"Description": described(task.description), "Params": self.macros(task.content)}
         parameters = {k: self.macros(v) for k, v in {**self.wf.parameters, **task.parameters}.items()}
         if parameters:
@@ -418,6 +400,10 @@ def render(
     cluster_id: str,
     upstream: Mapping[str, UpstreamTarget] | None = None,
     folder: str = "",
+    kinds: Mapping[TaskKind, str] | None = None,
+    mappings: mapping.Mappings | None = None,
 ) -> FlowPlan:
-    """``folder`` is the target folder the workflow's own folder is placed under."""
-    return _Renderer(wf, project_id, region, cluster_id, folder).flow(upstream or {})
+    """``folder`` is the target folder the workflow's own folder is placed under; ``kinds`` and
+    ``mappings`` are the job file's ``[target.kinds]`` and ``[target.mappings]``."""
+    wf = mapping.apply(wf, mappings)
+    return _Renderer(wf, project_id, region, cluster_id, folder, kinds or {}).flow(upstream or {})

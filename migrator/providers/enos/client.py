@@ -256,7 +256,14 @@ class Enos:
     def render(
         self, workflow: Workflow, target: TargetConfig, upstream: Mapping[str, UpstreamTarget]
     ) -> Rendered:
-        plan = render(workflow, upstream=upstream, folder=target.folder, submitter=target.submitter or "")
+        plan = render(
+            workflow,
+            upstream=upstream,
+            folder=target.folder,
+            submitter=target.submitter or "",
+            kinds=target.kinds,
+            mappings=target.mappings,
+        )
         return Rendered(None, plan, plan.warnings)
 
     async def submit(self, rendered: Rendered, parts: Parts, *, update: bool = False) -> Submitted:

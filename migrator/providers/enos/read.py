@@ -40,16 +40,17 @@ from migrator.providers.enos.render import (
     DEFAULT_TIMEZONE,
     MANUAL,
     PERIODIC,
-    TYPES,
+    TARGET,
 )
 from migrator.translate import fields
 from migrator.translate.dag import find_cycle
+from migrator.translate.kinds import source_kinds
 from migrator.translate.schedule import CronError, quartz_from_enos
 
 __all__ = ["EnosDocumentError", "read_export", "workflow_from_enos"]
 
 #: EnOS task ``type`` -> canonical kind (render's table inverted; COMMAND placeholders read as shell).
-KINDS: dict[str, TaskKind] = {enos: kind for kind, enos in TYPES.items()}
+KINDS: dict[str, TaskKind] = source_kinds(TARGET)
 JSON_SUFFIX = ".json"
 _ZONE = ZoneInfo(DEFAULT_TIMEZONE)
 

@@ -20,7 +20,6 @@ and "today" would make the plan depend on when it was rendered); EnOS then appli
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
@@ -30,19 +29,20 @@ from zoneinfo import ZoneInfo
 from migrator.errors import TranslationError
 from migrator.model import FailureAction, Task, TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget
+from migrator.translate import mapping
 from migrator.translate.cron import Dialect
+from migrator.translate.kinds import SHELL_TYPES as KIND_SHELL_TYPES
+from migrator.translate.kinds import target_type
 from migrator.translate.macros import Syntax, writer
+from migrator.translate.retries import Limits, convert
 from migrator.translate.schedule import CronError, cron_for, enos_cron
 
-#: canonical kind -> EnOS task ``type`` (the strings every sample sends). Other kinds: COMMAND placeholders.
-TYPES: dict[TaskKind, str] = {
-    TaskKind.SHELL: "COMMAND",
-    TaskKind.DATA_INTEGRATION: "DATA_INTEGRATION",
-    TaskKind.PYTHON: "PYTHON",
-}
-PLACEHOLDER = "COMMAND"
+TARGET = "enos"
 #: Task types whose ``cmd`` is a shell script, so a task's environment can become ``export`` lines.
-SHELL_TYPES = frozenset({"COMMAND"})
+SHELL_TYPES = KIND_SHELL_TYPES[TARGET]
+#: ``timeout`` and ``retryInterval`` are whole numbers whose unit EnOS does not state (enos-api.md);
+#: they are sent as seconds, as the seed's sample values (timeout 300) read. No bounds documented.
+LIMITS = Limits("EnOS")
 #: ``alertMode`` bits per alert channel: 1 email, 2 SMS, 3 both (0 none).
 ALERT_BITS: dict[str, int] = {"email": 1, "sms": 2}
 MANUAL, PERIODIC = 0, 1
@@ -127,8 +127,8 @@ def _number(value: float) -> int | float:
 
 
 class _Renderer:
-    def __init__(self, wf: Workflow, folder: str, submitter: str) -> None:
-        self.wf, self.submitter = wf, submitter
+    def __init__(self, wf: Workflow, folder: str, submitter: str, kinds: Mapping[TaskKind, str]) -> None:
+        self.wf, self.submitter, self.kinds = wf, submitter, kinds
         self.folder = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
         self.warnings: list[str] = []
         self.macros = writer(wf, Syntax.ENOS, lambda m: self.warn("macros", m))
@@ -275,15 +275,16 @@ class _Renderer:
     # --- tasks ---------------------------------------------------------------------------------
 
     def task(self, task: Task) -> dict[str, Any]:
-        kind = TYPES.get(task.kind)
-        if kind is None:
-            kind = PLACEHOLDER
+        choice = target_type(TARGET, task.kind, source=self.wf.source.system, overrides=self.kinds)
+        kind = choice.type
+        if choice.placeholder:
             self.warn(
                 "job-kind",
                 f"task {task.name!r}: kind {task.kind.value} has no EnOS task type; kept as a "
-                f"{PLACEHOLDER} placeholder holding the original content",
+                f"{kind} placeholder holding the original content",
             )
         self.not_carried(task)
+        sent = convert(task, LIMITS, self.warn)
         run = task.run
         return {
             "name": task.name,
@@ -294,9 +295,9 @@ class _Renderer:
             "filePackage": self.file_package(task),
             "cron": "",
             "priorityLevel": run.priority or 0,
-            "timeout": self.timeout(task),
-            "retryLimit": task.max_retries,
-            "retryInterval": self.retry_interval(task),
+            "timeout": sent.timeout,
+            "retryLimit": sent.retries,
+            "retryInterval": sent.interval,
             "successCode": SUCCESS_CODE,
             "waitCode": "",
             "asLink": True,
@@ -332,23 +333,6 @@ class _Renderer:
         if first.alias:
             self.warn("resources", f"task {task.name!r}: resource alias not carried")
         return first.path
-
-    def timeout(self, task: Task) -> int:
-        if not task.timeout:
-            return 0
-        seconds = math.ceil(task.timeout)
-        if seconds != task.timeout:
-            self.warn("timeout", f"task {task.name!r}: timeout {task.timeout:g}s rounded up to {seconds}s")
-        return seconds
-
-    def retry_interval(self, task: Task) -> int:
-        seconds = round(task.retry_interval)
-        if seconds != task.retry_interval:
-            self.warn(
-                "retries",
-                f"task {task.name!r}: retry_interval {task.retry_interval:g}s rounded to {seconds}s",
-            )
-        return seconds
 
     def run_mode(self, task: Task) -> dict[str, Any]:
         run = task.run
@@ -401,7 +385,11 @@ def render(
     upstream: Mapping[str, UpstreamTarget] | None = None,
     folder: str = "",
     submitter: str = "",
+    kinds: Mapping[TaskKind, str] | None = None,
+    mappings: mapping.Mappings | None = None,
 ) -> FlowPlan:
     """``folder`` is the target folder the workflow's own folder goes under; ``submitter`` is the OU's
-    big-data account (``db_...``) the job file maps to, not a user name."""
-    return _Renderer(wf, folder, submitter).plan(upstream or {})
+    big-data account (``db_...``) the job file maps to, not a user name; ``kinds`` and ``mappings``
+    are the job file's ``[target.kinds]`` and ``[target.mappings]``."""
+    wf = mapping.apply(wf, mappings)
+    return _Renderer(wf, folder, submitter, kinds or {}).plan(upstream or {})

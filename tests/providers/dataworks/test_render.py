@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from migrator.errors import TranslationError
-from migrator.model import Workflow
+from migrator.model import TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget
 from migrator.providers.dataworks.render import node_id, render, workflow_id
+from migrator.translate.mapping import Mappings
 
-WF = {
+WF: dict[str, Any] = {
     "name": "dwd_orders_daily",
     "source": {"system": "emr", "id": "F-1"},
     "folder": "warehouse/dwd",
@@ -164,3 +167,57 @@ def test_task_level_links_gate_the_named_nodes() -> None:
     nodes = {n["name"]: n["id"] for n in flow["nodes"]}
     assert deps[nodes["check"]] == [nodes["transform"], node_id("emr:F-9", "load")]
     assert nodes["extract"] not in deps, "only the gated task waits"
+
+
+def nodes_of(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n["name"]: n for n in spec["spec"]["workflows"][0]["nodes"]}
+
+
+def test_timeouts_are_seconds_rounded_up_and_intervals_milliseconds() -> None:
+    body = {
+        **WF,
+        "tasks": [{"name": "t", "timeout": 0.5, "retry_interval": 1.25, "max_retries": 9}],
+        "edges": [],
+    }
+    _, spec, warnings = render(Workflow.model_validate(body))
+    node = nodes_of(spec)["t"]
+    assert (node["timeout"], node["rerunInterval"], node["rerunTimes"]) == (1, 1250, 9)
+    assert "timeout: task 't': timeout 0.5s rounded up to 1s" in warnings
+    assert not [w for w in warnings if w.startswith("retries")]
+
+
+def test_job_file_kinds_override_the_table() -> None:
+    wf = Workflow.model_validate(WF)
+    _, spec, warnings = render(wf, kinds={TaskKind.PIG: "EMR_SPARK_SHELL", TaskKind.SQOOP: "DI"})
+    nodes = nodes_of(spec)
+    assert nodes["check"]["script"]["runtime"]["command"] == "EMR_SPARK_SHELL"
+    assert nodes["extract"]["script"]["runtime"]["command"] == "DI"
+    assert not [w for w in warnings if w.startswith("job-kind")]
+
+
+def test_mapped_owners_users_clusters_and_folders_land_in_the_spec() -> None:
+    body = {**WF, "tasks": [{**WF["tasks"][1], "run": {"user": "hadoop", "cluster": "C-OLD"}}], "edges": []}
+    wf = Workflow.model_validate(body)
+    _, plain, warnings = render(wf)
+    assert "runtimeResource" not in nodes_of(plain)["transform"]
+    assert any(w.startswith("cluster: task 'transform': cluster C-OLD not carried") for w in warnings)
+    m = Mappings(
+        owners={"alice": "110755000425", "bob": "110755000426"},
+        users={"hadoop": "etl"},
+        clusters={"C-OLD": "S_res_group_1"},
+        folders={"warehouse": "dw"},
+    )
+    _, spec, warnings = render(wf, "migrated", mappings=m)
+    flow = spec["spec"]["workflows"][0]
+    node = nodes_of(spec)["transform"]
+    assert (flow["owner"], node["owner"]) == ("110755000425", "110755000425")
+    assert node["script"]["runtime"]["emrJobConfig"]["submitter"] == "etl"
+    assert node["runtimeResource"] == {"resourceGroup": "S_res_group_1"}
+    assert flow["script"]["path"] == "migrated/dw/dwd/dwd_orders_daily"
+    assert not [w for w in warnings if w.startswith("cluster")]
+    assert render(wf, mappings=m)[0] == render(wf)[0], "a mapped folder does not change the ids"
+
+
+def test_an_unmapped_owner_makes_the_workflow_invalid_naming_it() -> None:
+    with pytest.raises(TranslationError, match=r"workflow 'dwd_orders_daily': owners: 'bob' has no entry"):
+        render(Workflow.model_validate(WF), mappings=Mappings(owners={"alice": "1"}))

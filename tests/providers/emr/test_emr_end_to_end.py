@@ -15,11 +15,12 @@ import anyio
 from migrator.engine.target import sandbox_data_path
 from migrator.model import TaskKind, Workflow
 from migrator.providers.dataworks.render import node_id, workflow_id
-from migrator.providers.emr.render import MAX_RETRY, MAX_RETRY_INTERVAL, TYPES
+from migrator.providers.emr.render import MAX_RETRY, MAX_RETRY_INTERVAL
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.server import running
 from migrator.translate.cron import Dialect, parse
+from migrator.translate.kinds import TYPES
 
 ROOT = Path(__file__).resolve().parents[3]
 #: The issue's EMR -> DataWorks job types; kinds EMR lacks went to EMR as SHELL placeholders.
@@ -65,7 +66,7 @@ def expected_after_emr(wf: Workflow, flow_ids: dict[str, str]) -> dict[str, Any]
     record["alerts"]["channels"] = []
     for task, original in zip(record["tasks"], wf.tasks, strict=True):
         task["parameters"] = {**wf.parameters, **original.parameters}
-        if original.kind not in TYPES:
+        if original.kind not in TYPES["emr"]:
             task["kind"] = TaskKind.SHELL.value
         task["max_retries"] = min(original.max_retries, MAX_RETRY)
         task["retry_interval"] = float(min(round(original.retry_interval), MAX_RETRY_INTERVAL))

@@ -38,11 +38,11 @@ from migrator.providers.emr.render import (
     MAX_RETRY,
     MAX_RETRY_INTERVAL,
     NOT_CARRIED,
-    TYPES,
     UNDER_SCHEDULE,
 )
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.server import running
+from migrator.translate.kinds import TYPES
 
 VERSION = "2016-04-08"
 SEED = 13  # its 30 workflows cover every feature: paused, ended, weekly, parents, alerts, secrets...
@@ -165,7 +165,7 @@ def expected_back(wf: Workflow, flow_id: str, created: Mapping[str, str]) -> Wor
     tasks = tuple(
         t.model_copy(
             update={
-                "kind": t.kind if t.kind in TYPES else TaskKind.SHELL,  # SHELL placeholders
+                "kind": t.kind if t.kind in TYPES["emr"] else TaskKind.SHELL,  # SHELL placeholders
                 "max_retries": min(t.max_retries, MAX_RETRY),  # clamped, with a warning
                 "retry_interval": float(min(round(t.retry_interval), MAX_RETRY_INTERVAL)),
                 "timeout": float(int(t.timeout)) if t.timeout else None,  # whole seconds
@@ -235,7 +235,7 @@ async def test_round_trip_through_the_sandbox_loses_only_what_render_says(emr: E
     assert any(w.schedule and w.schedule.end for w in originals)
     assert any(len(w.upstream) > 1 for w in originals)
     assert any(w.parameters for w in originals)
-    assert any(t.kind not in TYPES for w in originals for t in w.tasks)
+    assert any(t.kind not in TYPES["emr"] for w in originals for t in w.tasks)
     assert any(v.secret for w in originals for t in w.tasks for v in t.variables)
     assert all(w.schedule is None or w.schedule.timezone == DEFAULT_TIMEZONE for w in originals)
 

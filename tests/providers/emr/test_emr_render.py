@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from migrator.model import Workflow
+import json
+
+import pytest
+
+from migrator.errors import TranslationError
+from migrator.model import TaskKind, Workflow
 from migrator.providers.emr.read import workflow_from_emr
 from migrator.providers.emr.render import NO_DESCRIPTION, FlowPlan, render
+from migrator.translate.mapping import Mappings
 
 BASE = {"name": "wf", "tasks": [{"name": "a"}]}
 
@@ -37,3 +43,47 @@ def test_timeouts_round_up_modes_are_checked_and_silent_alert_recipients_warn() 
 
 def test_modes_are_upper_cased() -> None:
     assert plan(tasks=[{"name": "a", "run": {"mode": "local"}}]).jobs[0].query["Mode"] == "LOCAL"
+
+
+def test_retries_are_clamped_to_emrs_bounds_with_warnings() -> None:
+    p = plan(tasks=[{"name": "a", "max_retries": 7, "retry_interval": 600}, {"name": "b", "max_retries": 5}])
+    a, b = (j.query for j in p.jobs)
+    assert (a["MaxRetry"], a["RetryInterval"]) == ("5", "300")
+    assert (b["MaxRetry"], b["RetryInterval"]) == ("5", "0")
+    assert [w for w in p.warnings if w.startswith("retries")] == [
+        "retries: task 'a': max_retries 7 clamped to EMR's 5",
+        "retries: task 'a': retry_interval 600s clamped to EMR's 300s",
+    ]
+
+
+def test_job_kinds_come_from_the_table_the_job_file_overrides_it() -> None:
+    tasks = [{"name": "a", "kind": "odps_sql"}, {"name": "b", "kind": "python"}]
+    p = plan(tasks=tasks)
+    assert [j.query["Type"] for j in p.jobs] == ["SHELL", "SHELL"]
+    assert [w.split(":")[0] for w in p.warnings].count("job-kind") == 2
+    wf = Workflow.model_validate({**BASE, "tasks": tasks})
+    over = render(wf, project_id="FP-1", region="r", cluster_id="C-1", kinds={TaskKind.ODPS_SQL: "HIVE_SQL"})
+    assert [j.query["Type"] for j in over.jobs] == ["HIVE_SQL", "SHELL"]
+    assert [w for w in over.warnings if w.startswith("job-kind")] == [
+        "job-kind: task 'b': kind python has no EMR job type; kept as a SHELL placeholder holding the "
+        "original content"
+    ]
+
+
+def test_mappings_reach_run_conf_and_clear_the_cluster_warning() -> None:
+    wf = Workflow.model_validate(
+        {
+            **BASE,
+            "folder": "etl/daily",
+            "tasks": [{"name": "a", "run": {"user": "hadoop", "cluster": "C-OLD"}}],
+        }
+    )
+    unmapped = render(wf, project_id="FP-1", region="r", cluster_id="C-1")
+    assert any(w.startswith("cluster: task 'a': cluster C-OLD not carried") for w in unmapped.warnings)
+    m = Mappings(users={"hadoop": "etl"}, clusters={"C-OLD": "C-1"}, folders={"etl": "migrated"})
+    p = render(wf, project_id="FP-1", region="r", cluster_id="C-1", mappings=m)
+    assert json.loads(p.jobs[0].form["RunConf"])["userName"] == "etl"
+    assert not [w for w in p.warnings if w.startswith("cluster")]
+    assert p.folder == "migrated/daily"
+    with pytest.raises(TranslationError, match=r"workflow 'wf': task 'a' run\.user: 'hadoop' has no entry"):
+        render(wf, project_id="FP-1", region="r", cluster_id="C-1", mappings=Mappings(users={"x": "y"}))

@@ -20,12 +20,12 @@ from migrator.engine.target import sandbox_data_path
 from migrator.model import Dependency, Workflow
 from migrator.providers.base import UpstreamTarget
 from migrator.providers.dataworks.render import node_id, workflow_id
-from migrator.providers.emr.render import TYPES
 from migrator.providers.enos.read import workflow_from_enos
 from migrator.providers.enos.render import render
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.server import inspect
 from migrator.translate.cron import Dialect, parse
+from migrator.translate.kinds import TYPES
 from migrator.translate.schedule import quartz_from_enos
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -222,7 +222,7 @@ def test_an_emr_dump_lands_in_enos_with_cycles_edges_links_and_types(tmp_path: P
         # EnOS runs COMMAND, PYTHON and DATA_INTEGRATION tasks; what came from EMR is shell or an EMR
         # job type, so every task is a COMMAND, and each one that was not shell says so in a warning.
         assert {t["type"] for t in struct["tasks"]} == {"COMMAND"}
-        not_shell = {t.name for t in wf.tasks if t.kind in TYPES and t.kind.value != "shell"}
+        not_shell = {t.name for t in wf.tasks if t.kind in TYPES["emr"] and t.kind.value != "shell"}
         flagged = {
             t for t in not_shell if any(w.startswith("job-kind") and repr(t) in w for w in warned[wf.name])
         }

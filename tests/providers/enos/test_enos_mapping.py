@@ -29,10 +29,10 @@ from migrator.providers.enos.render import (
     MANUAL_CRON,
     MANUAL_CYCLE,
     NOT_CARRIED,
-    TYPES,
     FlowPlan,
     render,
 )
+from migrator.translate.kinds import TYPES
 from migrator.translate.macros import Syntax
 from migrator.translate.macros import translate as translate_macros
 
@@ -79,7 +79,7 @@ def enos_macros(text: str) -> str:
 
 
 def expected_task(t: Task) -> Task:
-    kind = t.kind if t.kind in TYPES else TaskKind.SHELL  # COMMAND placeholders read back as shell
+    kind = t.kind if t.kind in TYPES["enos"] else TaskKind.SHELL  # COMMAND placeholders read back as shell
     content = enos_macros(t.content)
     if t.environment and kind is TaskKind.SHELL:  # export lines in front of a COMMAND's script
         content = "".join(f"export {k}={json.dumps(v)}\n" for k, v in t.environment.items()) + content
