@@ -194,7 +194,7 @@ def run(
     logsetup.configure(verbose=verbose, quiet=quiet)
     try:
         config = load_config(config_path)
-        job = load_job(job_file)
+        job = load_job(job_file, config)
         if prune and job.mode != "sync":
             raise ConfigError(f'{job_file}: --prune needs mode = "sync" in [job] (it is {job.mode!r})')
         target = config.provider(job.target.provider)
@@ -348,7 +348,7 @@ def plan(
     logsetup.configure(verbose=False, quiet=True)
     try:
         config = load_config(config_path)
-        job = load_job(job_file)
+        job = load_job(job_file, config)
     except MigratorError as exc:
         sys.exit(_fail(exc))
     state = _state(config, state_path)

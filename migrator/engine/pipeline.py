@@ -12,6 +12,8 @@ exist at the target, so upstreams are always created first, whatever the invento
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,13 +23,14 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from migrator.config import JobConfig, ProviderConfig
+from migrator.config import JobConfig, ProviderConfig, TargetConfig
 from migrator.engine.flow import tally
 from migrator.engine.gate import Gate, Verdict
 from migrator.engine.poller import Poller
 from migrator.errors import ProviderError, ProviderStopped, TranslationError
 from migrator.inventory import Entry
 from migrator.log import moment
+from migrator.model import Workflow
 from migrator.providers.base import Provider, Rendered, UpstreamTarget
 from migrator.store import (
     TERMINAL,
@@ -86,6 +89,21 @@ class Compared:
 
     changes: list[Change]
     settled: State | None = None
+
+
+def digester(target: TargetConfig) -> Callable[[Workflow], str]:
+    """The digest a sync compares: the workflow's content and the job's ``[target]`` settings.
+
+    The settings are part of it because they shape the translation: a changed folder, kind
+    override or owner mapping must update every workflow it touches at the next sync, though no
+    source record changed.
+    """
+    settings = json.dumps(target.model_dump(mode="json"), sort_keys=True)
+
+    def digest(workflow: Workflow) -> str:
+        return hashlib.sha256(f"{workflow.content_hash()}\n{settings}".encode()).hexdigest()
+
+    return digest
 
 
 def compare(row: Item, digest: str) -> Compared | None:
@@ -190,11 +208,13 @@ class Pipeline:
     submits_done: anyio.Event = field(default_factory=anyio.Event)
     translated: anyio.Event = field(default_factory=anyio.Event)
     gate: Gate = field(init=False)
+    digest: Callable[[Workflow], str] = field(init=False)
     _wake_tx: MemoryObjectSendStream[str] = field(init=False)
     _wake_rx: MemoryObjectReceiveStream[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.store, self.job.name)
+        self.digest = digester(self.job.target)
         self._wake_tx, self._wake_rx = anyio.create_memory_object_stream[str](float("inf"))
 
     async def run(self) -> Outcome:
@@ -476,7 +496,7 @@ class Pipeline:
                 continue
             first_seen[entry.key] = entry.origin
             waiting = row is not None and row.state is State.PARKED and (row.not_before or 0) > now
-            digest = entry.workflow.content_hash() if entry.workflow is not None else None
+            digest = self.digest(entry.workflow) if entry.workflow is not None else None
             compared = (
                 compare(row, digest)
                 if self.job.mode == "sync" and row is not None and digest is not None and not waiting
@@ -548,7 +568,7 @@ class Pipeline:
             workflow = entry.workflow
             assert workflow is not None
             key, name = entry.key, entry.name
-            digest = workflow.content_hash()
+            digest = self.digest(workflow)
             try:
                 rendered = self.provider.render(workflow, self.job.target, targets)
             except TranslationError as exc:

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from migrator.config import JobConfig
 from migrator.engine.gate import BROKEN, READY
-from migrator.engine.pipeline import BATCH, IN_FLIGHT, SETTLED_OR_IN_FLIGHT, compare
+from migrator.engine.pipeline import BATCH, IN_FLIGHT, SETTLED_OR_IN_FLIGHT, compare, digester
 from migrator.errors import TranslationError
 from migrator.inventory import Entry
 from migrator.model import Workflow
@@ -171,6 +171,7 @@ class _Planner:
     ) -> None:
         self.job, self.provider, self.store, self.db = job, provider, store, ledger
         self.plan = Plan(job.name, job.mode, job.target.provider)
+        self.digest = digester(job.target)
 
     async def run(self, source: Callable[[], AsyncIterator[Entry]]) -> None:
         batch: list[Entry] = []
@@ -233,7 +234,7 @@ class _Planner:
         if row is None:
             return "create", "new", None
         if self.job.mode == "sync":
-            verdict = compare(row, workflow.content_hash())
+            verdict = compare(row, self.digest(workflow))
             if verdict is not None:
                 if verdict.settled is not None:
                     return "skip", "unchanged since last submitted", row.target_id

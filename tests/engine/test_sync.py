@@ -231,6 +231,26 @@ def test_prune_is_refused_outside_sync_mode(tmp_path: Path) -> None:
     assert not job.state.exists() or not job.states()
 
 
+def test_a_changed_target_setting_updates_what_it_shapes_though_no_source_record_changed(
+    tmp_path: Path,
+) -> None:
+    """The folder (like a kind override or an owner mapping) is part of the translation: a sync
+    after it changes updates every workflow, then settles again at zero calls."""
+    job = Job(tmp_path, "dataworks")
+    workflows = list(generate(8, seed=5))
+    job.source(workflows)
+    assert job.run().returncode == 0
+    _, first = job.sandbox()
+    job.job.write_text(job.job.read_text().replace('folder = "mig"', 'folder = "moved"'))
+    assert (moved := job.run()).returncode == 0, moved.stderr[-3000:]
+    by_name, second = job.sandbox()
+    assert second["ImportWorkflowDefinition"] - first["ImportWorkflowDefinition"] == len(workflows)
+    paths = [d["spec"]["spec"]["workflows"][0]["script"]["path"] for d in by_name.values()]
+    assert all(p.startswith("moved/") for p in paths), paths
+    assert job.run().returncode == 0
+    assert job.sandbox()[1] == second
+
+
 def test_an_empty_source_orphans_nothing(tmp_path: Path) -> None:
     job = Job(tmp_path, "dataworks")
     job.source(list(generate(5, seed=5)))
