@@ -8,13 +8,15 @@ when that upstream settles. Only held workflows are kept in memory.
 
 What can never be released is decided once nothing else is in flight: a reference to a workflow
 that is in neither the inventory nor the store is external (the workflow goes ahead, with a
-warning that the dependency is not carried); held workflows that wait on each other form a
-cycle (invalid, with the cycle named); an upstream that failed fails its dependants.
+warning that the dependency is not carried, unless the job's ``[target.mappings] upstreams``
+names its id at the target, in which case it is carried at once); held workflows that wait on
+each other form a cycle (invalid, with the cycle named); an upstream that failed fails its
+dependants.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from migrator.inventory import Entry
@@ -52,9 +54,10 @@ class Verdict:
 
 
 class Gate:
-    def __init__(self, store: Store, job: str) -> None:
+    def __init__(self, store: Store, job: str, mapped: Mapping[str, str] | None = None) -> None:
         self._store = store
         self._job = job
+        self._mapped = dict(mapped or {})  # [target.mappings] upstreams: outside the job, at the target
         self._held: dict[str, Held] = {}  # by the held item's own key
         self._external: set[str] = set()  # references decided to be outside this job
 
@@ -78,7 +81,9 @@ class Gate:
         targets: dict[str, UpstreamTarget] = {}
         waits: set[str] = set()
         for ref, item in (await self._lookup(workflow.upstream_workflows())).items():
-            if item is None:
+            if item is None and ref in self._mapped:
+                targets[ref] = UpstreamTarget(ref, self._mapped[ref], self._mapped[ref], external=True)
+            elif item is None:
                 if ref not in self._external:  # an external reference is rendered without, with a warning
                     waits.add(ref)
             elif item.state in BROKEN:

@@ -213,7 +213,7 @@ class Pipeline:
     _wake_rx: MemoryObjectReceiveStream[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.gate = Gate(self.store, self.job.name)
+        self.gate = Gate(self.store, self.job.name, self.job.target.mappings.upstreams)
         self.digest = digester(self.job.target)
         self._wake_tx, self._wake_rx = anyio.create_memory_object_stream[str](float("inf"))
 

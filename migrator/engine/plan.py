@@ -172,6 +172,7 @@ class _Planner:
         self.job, self.provider, self.store, self.db = job, provider, store, ledger
         self.plan = Plan(job.name, job.mode, job.target.provider)
         self.digest = digester(job.target)
+        self.mapped = job.target.mappings.upstreams
 
     async def run(self, source: Callable[[], AsyncIterator[Entry]]) -> None:
         batch: list[Entry] = []
@@ -341,7 +342,7 @@ class _Planner:
                 moved += 1
                 targets, blocked = decided
                 if blocked:
-                    self._line(key, name, "blocked", code="UpstreamRefused", detail=blocked, seq=seq)
+                    self._line(key, name, "blocked", code="UpstreamFailed", detail=blocked, seq=seq)
                     continue
                 workflow = Workflow.model_validate(json.loads(record))
                 self._render(key, name, workflow, action, why, target_id, targets, seq)
@@ -368,6 +369,9 @@ class _Planner:
                 targets[ref] = UpstreamTarget(up_key, up_name, target_id or f"<new: {up_name}>")
                 continue
             item = await self._stored(ref)
+            if item is None and ref in self.mapped:
+                targets[ref] = UpstreamTarget(ref, self.mapped[ref], self.mapped[ref], external=True)
+                continue
             if item is None:
                 continue  # outside the job: rendered without it, and the renderer warns
             if item.state in BROKEN:
@@ -399,7 +403,7 @@ class _Planner:
         return found
 
     def _cycles(self) -> None:
-        """What is still deferred waits on a cycle: the cycle's members are invalid, the rest blocked."""
+        """What is still deferred waits on a cycle: invalid, naming the cycle, as a run decides."""
         left = {
             key: (seq, name, json.loads(refs))
             for seq, key, name, refs in self.db.execute(
@@ -416,25 +420,10 @@ class _Planner:
             if (up := r if r in left else names.get(r))
         ]
         self.db.execute("BEGIN")
-        cyclic: set[str] = set()
-        while cycle := find_cycle(
-            [k for k in left if k not in cyclic], [e for e in edges if not cyclic & set(e)]
-        ):
-            message = "cross-workflow dependency cycle: " + " -> ".join(cycle)
-            for key in cycle[:-1]:
-                cyclic.add(key)
-                seq, name, _ = left[key]
-                self._line(key, name, "invalid", code="DependencyCycle", detail=message, seq=seq)
         for key, (seq, name, _) in left.items():
-            if key not in cyclic:
-                self._line(
-                    key,
-                    name,
-                    "blocked",
-                    code="UpstreamRefused",
-                    seq=seq,
-                    detail="waits on a cross-workflow dependency cycle",
-                )
+            cycle = find_cycle([key, *(k for k in left if k != key)], edges)
+            message = "cross-workflow dependency cycle: " + " -> ".join(cycle)
+            self._line(key, name, "invalid", code="DependencyCycle", detail=message, seq=seq)
         self.db.execute("COMMIT")
 
     # --- what a sync leaves behind ------------------------------------------------------------

@@ -41,6 +41,8 @@ class UpstreamTarget:
     key: str
     name: str
     target_id: str
+    external: bool = False
+    """Outside the job (``[target.mappings] upstreams``): only the workflow's own id is known."""
 
 
 @dataclass(frozen=True, slots=True)

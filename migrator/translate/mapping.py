@@ -45,6 +45,11 @@ class Mappings(BaseModel):
     clusters: dict[NonEmpty, NonEmpty] = Field(default_factory=dict)
     paths: dict[NonEmpty, NonEmpty] = Field(default_factory=dict)
     folders: dict[str, str] = Field(default_factory=dict)
+    upstreams: dict[NonEmpty, NonEmpty] = Field(
+        default_factory=dict,
+        description="upstream workflows outside the job that exist at the target: source key or name -> "
+        "its target id (DataWorks workflow id, EMR flow id) or, for EnOS, its flow name",
+    )
     strict: bool = Field(default=False, description="every value needs an entry, even with an empty table")
 
     @field_validator("folders")

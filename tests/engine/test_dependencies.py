@@ -20,6 +20,7 @@ from migrator.providers.dataworks.render import node_id, workflow_id
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.server import SandboxHandle, running
 from migrator.store import State, Store
+from migrator.translate.mapping import Mappings
 
 
 @pytest.fixture
@@ -40,8 +41,14 @@ def wf(name: str, upstream: tuple[str, ...] = (), tasks: tuple[str, ...] = ("a",
     }
 
 
-async def migrate(tmp_path: Path, handle: SandboxHandle, records: list[dict[str, Any]]) -> Outcome:
-    inv = tmp_path / "inv.jsonl"
+async def migrate(
+    tmp_path: Path,
+    handle: SandboxHandle,
+    records: list[dict[str, Any]],
+    name: str = "deps",
+    target: TargetConfig | None = None,
+) -> Outcome:
+    inv = tmp_path / f"{name}.jsonl"
     inv.write_text("".join(json.dumps(r) + "\n" for r in records))
     cfg = ProviderConfig(
         name="dw",
@@ -54,9 +61,9 @@ async def migrate(tmp_path: Path, handle: SandboxHandle, records: list[dict[str,
         poll=PollPolicy(initial=0.05, factor=1.5, max=0.2, deadline=30),
     )
     job = JobConfig(
-        name="deps",
+        name=name,
         source=SourceConfig(paths=(inv,)),
-        target=TargetConfig(provider="dw"),
+        target=target or TargetConfig(provider="dw"),
         path=Path("deps.toml"),
     )
     state = tmp_path / "state.db"
@@ -75,9 +82,9 @@ async def specs(handle: SandboxHandle) -> dict[str, Any]:
         }
 
 
-async def items(tmp_path: Path) -> dict[str, Any]:
+async def items(tmp_path: Path, job: str = "deps") -> dict[str, Any]:
     async with await Store.open(tmp_path / "state.db") as store:
-        return {i.key: i for i in await store.in_states("deps", list(State))}
+        return {i.key: i for i in await store.in_states(job, list(State))}
 
 
 async def test_downstream_listed_first_still_lands_after_its_upstreams(
@@ -141,3 +148,25 @@ async def test_cycles_external_references_and_broken_upstreams(
         "UpstreamFailed",
     )
     assert set(await specs(sandbox)) == {"outside"}
+
+
+async def test_an_upstream_outside_the_job_is_carried_through_the_upstreams_mapping(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    assert (await migrate(tmp_path, sandbox, [wf("up")], name="first")).exit_code == 0
+    mapped = Mappings(upstreams={"t:up": workflow_id("t:up")})
+    records = [
+        wf("down", ("t:up",)),
+        {**wf("down_on_task"), "upstream": [{"workflow": "t:up", "task": "b"}]},
+    ]
+    target = TargetConfig(provider="dw", mappings=mapped)
+    outcome = await migrate(tmp_path, sandbox, records, name="second", target=target)
+    assert outcome.exit_code == 0, outcome.counts
+    stored = await specs(sandbox)
+    for name in ("down", "down_on_task"):
+        deps = {d["nodeId"]: {x["output"] for x in d["depends"]} for d in stored[name]["dependencies"]}
+        assert deps[node_id(f"t:{name}", "a")] == {workflow_id("t:up")}, name
+    found = await items(tmp_path, "second")
+    assert found["t:down"].warnings == ()
+    (warning,) = found["t:down_on_task"].warnings
+    assert warning.startswith("upstream-workflows: the dependency on task 'b' of 't:up'"), warning

@@ -229,7 +229,13 @@ class _Renderer:
             up = self.upstream.get(dep.workflow)
             if up is None:
                 continue
-            output = up.target_id if dep.task is None else node_id(up.key, dep.task)
+            output = up.target_id if dep.task is None or up.external else node_id(up.key, dep.task)
+            if dep.task is not None and up.external:
+                self.warn(
+                    "upstream-workflows",
+                    f"the dependency on task {dep.task!r} of {dep.workflow!r} (outside the job, mapped to "
+                    f"{up.target_id}) is carried as a dependency on that whole workflow",
+                )
             ref = up.name if dep.task is None else f"{up.name}.{dep.task}"
             for gated in dep.gates or entry:
                 outside.setdefault(gated, []).append(
