@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 
 from migrator.report.chart import COLORS, STACK, svg
-from migrator.report.text import duration, number, offset, per, when
+from migrator.report.text import duration, ended, number, offset, per, when
 
 CSS = """
 :root { color-scheme: light; }
@@ -24,6 +24,9 @@ header p { margin: 0; color: #616161; }
 .badge { display: inline-block; padding: 1px 10px; border-radius: 10px; font-size: 12px;
   font-weight: 600; color: #fff; vertical-align: middle; margin-left: 8px; }
 .ok { background: #2e7d32; } .warn { background: #ef6c00; } .bad { background: #c62828; }
+.alert { background: #fdecea; border-left: 4px solid #c62828; border-radius: 4px; padding: 10px 14px;
+  margin: 16px 0 0; }
+.alert.hold { background: #fff8e1; border-left-color: #f9a825; }
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(100px, 1fr)); gap: 12px;
   margin: 20px 0; }
 .card { background: #fff; border-radius: 8px; padding: 12px 14px; box-shadow: 0 1px 2px rgba(0,0,0,.08); }
@@ -40,7 +43,7 @@ th { font-size: 12px; color: #616161; font-weight: 600; text-transform: uppercas
 .scroll { overflow-x: auto; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.chosen td { background: #e8f1fb; }
-td code, th { white-space: nowrap; }
+td code { white-space: nowrap; }
 code, .key { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
 .msg { color: #424242; overflow-wrap: anywhere; }
 ul.ex { margin: 0; padding-left: 16px; } ul.ex li { margin: 2px 0; }
@@ -59,6 +62,7 @@ def render(report: dict[str, Any]) -> str:
     run = report["run"]
     body = [
         _header(report),
+        _alerts(report),
         _cards(report),
         _targets(report),
         _throughput(report),
@@ -117,9 +121,26 @@ def _header(report: dict[str, Any]) -> str:
     return (
         f"<header><h1>Migration report: {_e(report['job'])}{badge}</h1>"
         f"<p>Run {run['id']} &middot; {_e(run['mode'])} to <b>{_e(run['target'])}</b> &middot; "
-        f"started {_e(when(run['started_at']))} &middot; ended {_e(when(run['ended_at']))} &middot; "
+        f"started {_e(when(run['started_at']))} &middot; "
+        f"ended {_e(ended(run['started_at'], run['ended_at']))} &middot; "
         f"took {_e(duration(run['duration_s']))}</p></header>"
     )
+
+
+def _alerts(report: dict[str, Any]) -> str:
+    """What stopped the run or holds items back: said first, as it is what someone must act on."""
+    run, alerts = report["run"], []
+    if run["stopped"]:
+        alerts.append(("alert", f"<b>The provider stopped this run:</b> {_e(run['stopped'])}"))
+    if report["parked"]:
+        alerts.append(
+            (
+                "alert hold",
+                f"<b>{number(len(report['parked']))} items are parked</b> until the provider's quota "
+                f"resets ({_e(when(report['parked_until']))}); the next run after that takes them.",
+            )
+        )
+    return "".join(f'<div class="{cls}">{text}</div>' for cls, text in alerts)
 
 
 def _cards(report: dict[str, Any]) -> str:
@@ -193,10 +214,10 @@ def _throughput(report: dict[str, Any]) -> str:
     if settled:
         peak = max(tp["buckets"], key=lambda b: b["settled"])
         rate = f"{settled / span:.1f}" if span > 0 else "-"
+        start = "the start" if peak["offset_s"] == 0 else offset(peak["offset_s"])
         note = (
             f"{number(settled)} items settled in this run, {rate} per second on average; the busiest "
-            f"{_e(per(tp['bucket_s']))} ({_e(offset(peak['offset_s']))}) settled "
-            f"{number(peak['settled'])}."
+            f"{_e(per(tp['bucket_s']))} (from {_e(start)}) settled {number(peak['settled'])}."
         )
     else:
         note = "No item was settled in this run."
@@ -241,13 +262,6 @@ def _retries(report: dict[str, Any]) -> str:
         f"<p>This run made {number(run['calls'])} calls to the provider: {number(run['retries'])} were "
         f"retries and {number(run['throttled'])} were throttled (rate limited and sent again).</p>"
     ]
-    if run["stopped"]:
-        lines.append(f'<p><b style="color:{COLORS["failed"]}">Provider stopped:</b> {_e(run["stopped"])}</p>')
-    if report["parked"]:
-        lines.append(
-            f"<p>{number(len(report['parked']))} items are parked until the provider's quota resets "
-            f"({_e(when(report['parked_until']))}).</p>"
-        )
     if report["retried_items"]:
         rows = [
             [f'<span class="key">{_e(i["key"])}</span>', _e(i["name"]), _e(i["state"]), number(i["retries"])]
@@ -314,7 +328,7 @@ def _history(report: dict[str, Any]) -> str:
             _e(r["mode"]),
             _e(r["target"]),
             at(r["started_at"]),
-            at(r["ended_at"]),
+            f'<span class="nw">{_e(ended(r["started_at"], r["ended_at"]))}</span>',
             f'<span class="nw">{_e(duration(r["duration_s"]))}</span>',
             _e(r["outcome"]),
             number(r["calls"]),

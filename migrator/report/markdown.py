@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 
 from migrator.report.chart import STACK
-from migrator.report.text import duration, number, offset, per, when
+from migrator.report.text import duration, ended, number, offset, per, when
 
 BAR_WIDTH = 40  # characters of the longest bar in the throughput table
 
@@ -142,7 +142,7 @@ def _history(report: dict[str, Any]) -> list[str]:
             _c(r["mode"]),
             _c(r["target"]),
             _c(when(r["started_at"])),
-            _c(when(r["ended_at"])),
+            _c(ended(r["started_at"], r["ended_at"])),
             _c(duration(r["duration_s"])),
             _c(r["outcome"]),
             number(r["calls"]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from migrator.log import moment
 
 
@@ -34,6 +36,15 @@ def per(width: float) -> str:
 
 def when(epoch: float | None) -> str:
     return "-" if epoch is None else moment(epoch)
+
+
+def ended(start: float, end: float | None) -> str:
+    """When a run ended, without repeating the date (and zone) it started on."""
+    if end is None:
+        return "-"
+    if time.localtime(start)[:3] == time.localtime(end)[:3]:
+        return time.strftime("%H:%M:%S", time.localtime(end))
+    return moment(end)
 
 
 def number(value: int | None) -> str:
