@@ -39,7 +39,7 @@ from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
 from migrator.errors import ConfigError, MigratorError, ProviderError, ProviderStopped, StoreLockedError
 from migrator.model import inventory_schema
-from migrator.store import TERMINAL, State, Store
+from migrator.store import TERMINAL, Item, State, Store
 from migrator.store.lock import RunLock
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
@@ -422,7 +422,14 @@ def retry(job: str, every: bool, parked: bool, config_path: Path | None, state_p
 @main.command()
 @click.argument("job", required=False)
 @click.option("--run", "run_id", type=int, help="an earlier run (default: the latest)")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "md", "html"]),
+    default="table",
+    show_default=True,
+    help="csv: one row per item; html: a self-contained page with a throughput chart",
+)
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="write to a file")
 @config_option
 @state_option
@@ -434,26 +441,33 @@ def report(
     config_path: Path | None,
     state_path: Path | None,
 ) -> None:
-    """Report a job's items, failures and warnings from the state database."""
+    """Report a job's items, failures, warnings and runs from the state database."""
 
-    async def build() -> dict[str, Any]:
+    async def build() -> tuple[dict[str, Any], list[Item]]:
         config = load_config(config_path)
         async with await Store.open(_state(config, state_path), create=False) as store:
-            return await reports.build(store, _job_name(job, await store.jobs()), run_id)
+            name = _job_name(job, await store.jobs())
+            data = await reports.build(store, name, run_id)
+            return data, await store.in_states(name, list(State)) if fmt == "csv" else []
 
     try:
-        data = anyio.run(build)
+        data, items = anyio.run(build)
     except MigratorError as exc:
         sys.exit(_fail(exc))
-    if fmt == "json":
-        text = reports.to_json(data)
-        if output:
-            output.write_text(text + "\n")
-        else:
-            click.echo(text)
-    else:
+    if fmt == "table":
         with output.open("w") if output else open(sys.stdout.fileno(), "w", closefd=False) as fh:
             reports.print_table(data, Console(file=fh, width=160))
+        sys.exit(EXIT_OK)
+    text = {
+        "json": lambda: reports.to_json(data) + "\n",
+        "csv": lambda: reports.to_csv(items),
+        "md": lambda: reports.to_markdown(data),
+        "html": lambda: reports.to_html(data),
+    }[fmt]()
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
     sys.exit(EXIT_OK)
 
 

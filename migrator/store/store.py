@@ -463,6 +463,50 @@ class Store:
             counts[str(state)] = int(n)
         return counts
 
+    async def counts_by_target(self, job: str) -> dict[str, dict[str, int]]:
+        """Items by target and state (every state present for each target that has items)."""
+        found: dict[str, dict[str, int]] = {}
+        for target, state, n in await self._fetchall(
+            "SELECT target, state, COUNT(*) FROM items WHERE job = ? GROUP BY target, state ORDER BY target",
+            (job,),
+        ):
+            found.setdefault(str(target), {s.value: 0 for s in State})[str(state)] = int(n)
+        return found
+
+    async def settled_by_run(self, job: str, states: Iterable[State]) -> dict[int, dict[str, int]]:
+        """How many items each run moved into each of ``states`` (from the event log), by run id."""
+        wanted = [s.value for s in states]
+        found: dict[int, dict[str, int]] = {}
+        for run_id, state, n in await self._fetchall(
+            "SELECT run_id, to_state, COUNT(DISTINCT key) FROM events WHERE job = ? AND run_id IS NOT NULL "
+            "AND part IS NULL AND from_state IS NOT to_state "
+            f"AND to_state IN ({','.join('?' * len(wanted))}) GROUP BY run_id, to_state",
+            (job, *wanted),
+        ):
+            found.setdefault(int(run_id), {})[str(state)] = int(n)
+        return found
+
+    async def settled_over_time(
+        self, job: str, run_id: int, states: Iterable[State], since: float, width: float
+    ) -> dict[int, dict[str, int]]:
+        """Items run ``run_id`` moved into each of ``states``, by time bucket: bucket ``n`` holds
+        the transitions made ``since + n * width`` up to ``width`` seconds later."""
+        wanted = [s.value for s in states]
+        found: dict[int, dict[str, int]] = {}
+        for bucket, state, n in await self._fetchall(
+            "SELECT CAST((at - ?) / ? AS INTEGER), to_state, COUNT(*) FROM events "
+            "WHERE job = ? AND run_id = ? AND part IS NULL AND from_state IS NOT to_state "
+            f"AND to_state IN ({','.join('?' * len(wanted))}) GROUP BY 1, 2",
+            (since, width, job, run_id, *wanted),
+        ):
+            found.setdefault(int(bucket), {})[str(state)] = int(n)
+        return found
+
+    async def last_event_at(self, job: str, run_id: int) -> float | None:
+        """When run ``run_id`` last changed an item (how far a run still going has got)."""
+        row = await self._fetchone("SELECT MAX(at) FROM events WHERE job = ? AND run_id = ?", (job, run_id))
+        return None if row is None or row[0] is None else float(row[0])
+
     async def events(self, job: str, key: str | None = None) -> list[tuple[Any, ...]]:
         sql = "SELECT id, run_id, key, from_state, to_state, at, code, detail FROM events WHERE job = ?"
         args: tuple[Any, ...] = (job,)

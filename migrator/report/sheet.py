@@ -1,0 +1,34 @@
+"""The report as CSV, one row per item: what a user pastes into a spreadsheet to sort and filter.
+
+A cell that starts like a formula (``=``, ``+``, ``-``, ``@``) is prefixed with ``'`` so that a
+spreadsheet shows it rather than evaluates it: names and messages are user and provider data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from migrator.store import Item
+
+COLUMNS = ("key", "name", "state", "target", "target_id", "error_code", "error_message", "warnings")
+
+
+def _cell(value: str | None) -> str:
+    text = value or ""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def render(rows: list[Item]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for i in rows:
+        writer.writerow(
+            [
+                *(_cell(v) for v in (i.key, i.name, i.state.value, i.target, i.target_id)),
+                *(_cell(v) for v in (i.error_code, i.error_message)),
+                len(i.warnings),
+            ]
+        )
+    return out.getvalue()
