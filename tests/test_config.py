@@ -167,5 +167,16 @@ def test_the_readmes_kinds_and_mappings_example_is_a_valid_job(tmp_path: Path) -
     )
     target = load_job(path).target
     assert target.kinds == {TaskKind.PIG: "EMR_SPARK_SHELL"}
-    assert set(target.mappings.model_dump()) == {"owners", "users", "clusters", "paths", "folders", "strict"}
-    assert all(target.mappings.model_dump()[f] for f in ("owners", "users", "clusters", "paths", "folders"))
+    assert set(target.mappings.model_dump()) == {
+        "owners",
+        "users",
+        "clusters",
+        "paths",
+        "folders",
+        "upstreams",
+        "strict",
+    }
+    assert all(
+        target.mappings.model_dump()[f]
+        for f in ("owners", "users", "clusters", "paths", "folders", "upstreams")
+    )
