@@ -189,79 +189,91 @@ class Flow:
         retried = 0  # every retry, for the backoff's exponent
         resigned = False
         last_cost = 0
-        while True:
-            attempt += 1
-            self.circuit.check()
-            async with self._slot(rates):
-                sent = self.clock()
-                for t in tallies:
-                    t.calls += 1
-                try:
-                    result = await fn()
-                except ProviderError as exc:
-                    error = exc
-                else:
-                    self.circuit.answered()
+        uncertain: ProviderError | None = None  # an earlier try that may have landed
+        try:
+            while True:
+                attempt += 1
+                self.circuit.check()
+                async with self._slot(rates):
+                    sent = self.clock()
+                    for t in tallies:
+                        t.calls += 1
+                    try:
+                        result = await fn()
+                    except ProviderError as exc:
+                        error = exc
+                    else:
+                        self.circuit.answered()
+                        for rate in rates:
+                            rate.answered()
+                        self.budget.refund(last_cost or 1)
+                        return result
+                action = error.action
+                if not action.unexecuted:
+                    uncertain = error
+                if action is Action.THROTTLE and (error.retry_after or 0) > self.park_after:
+                    action = Action.PARK
+                if action is Action.THROTTLE:
+                    for t in tallies:
+                        t.throttled += 1
                     for rate in rates:
-                        rate.answered()
-                    self.budget.refund(last_cost or 1)
-                    return result
-            action = error.action
-            if action is Action.THROTTLE and (error.retry_after or 0) > self.park_after:
-                action = Action.PARK
-            if action is Action.THROTTLE:
-                for t in tallies:
-                    t.throttled += 1
-                for rate in rates:
-                    rate.throttled(sent)
-            stopped = self._stops(action, error, resigned)
-            if stopped is not None:
-                raise stopped from error
-            if action is Action.FAIL:
-                self.circuit.answered()
-                raise error
-            if action is Action.SUSPECT:
-                raise error
-            if action is Action.RESIGN:
-                resigned = True
-                log.info("resign", call=what, code=error.code, request_id=error.request_id)
-                continue
-            # retry, throttle, or a refresh that did not cure it
-            if find is not None and not action.unexecuted:
-                found = await find()
-                if found is not None:
-                    log.info("adopted", call=what, code=error.code)
-                    return found
-            if action is Action.THROTTLE:
-                attempt -= 1  # flow control, not a failure: bounded by the retry budget instead
-            elif attempt >= self.max_attempts:
-                # Several of these in a row open the circuit for later calls; this one keeps its
-                # own answer, which leaves it unknown whether it landed.
-                self.circuit.gave_up(error)
-                raise error
-            last_cost = cost_of(error.code)
-            if not self.budget.take(last_cost):
-                stopped = self.circuit.open(f"retry budget of {self.budget.capacity} spent; last: {error}")
-                if action.unexecuted:
+                        rate.throttled(sent)
+                stopped = self._stops(action, error, resigned)
+                if stopped is not None:
                     raise stopped from error
-                raise error
-            delay = self.backoff(retried, error.retry_after)
-            retried += 1
-            for t in tallies:
-                t.retries += 1
-            log.info(
-                "retry",
-                call=what,
-                code=error.code,
-                retry=retried,
-                delay=round(delay, 3),
-                request_id=error.request_id,
-            )
-            await (self.sleep or self._wait)(delay)
-            if (stopped := self.circuit.stopped) is not None:
-                # Stopped while this call waited: a refused call goes back unsent; one that may
-                # have landed keeps its own answer, so its item is looked up by the next run.
-                raise (stopped if action.unexecuted else error) from error
+                if action is Action.FAIL:
+                    self.circuit.answered()
+                    raise error
+                if action is Action.SUSPECT:
+                    raise error
+                if action is Action.RESIGN:
+                    resigned = True
+                    log.info("resign", call=what, code=error.code, request_id=error.request_id)
+                    continue
+                # retry, throttle, or a refresh that did not cure it
+                if find is not None and not action.unexecuted:
+                    found = await find()
+                    if found is not None:
+                        log.info("adopted", call=what, code=error.code)
+                        return found
+                if action is Action.THROTTLE:
+                    attempt -= 1  # flow control, not a failure: bounded by the retry budget instead
+                elif attempt >= self.max_attempts:
+                    # Several of these in a row open the circuit for later calls; this one keeps its
+                    # own answer, which leaves it unknown whether it landed.
+                    self.circuit.gave_up(error)
+                    raise error
+                last_cost = cost_of(error.code)
+                if not self.budget.take(last_cost):
+                    stopped = self.circuit.open(
+                        f"retry budget of {self.budget.capacity} spent; last: {error}"
+                    )
+                    if action.unexecuted:
+                        raise stopped from error
+                    raise error
+                delay = self.backoff(retried, error.retry_after)
+                retried += 1
+                for t in tallies:
+                    t.retries += 1
+                log.info(
+                    "retry",
+                    call=what,
+                    code=error.code,
+                    retry=retried,
+                    delay=round(delay, 3),
+                    request_id=error.request_id,
+                )
+                await (self.sleep or self._wait)(delay)
+                if (stopped := self.circuit.stopped) is not None:
+                    # Stopped while this call waited: a refused call goes back unsent; one that may
+                    # have landed keeps its own answer, so its item is looked up by the next run.
+                    raise (stopped if action.unexecuted else error) from error
+        except ProviderStopped as stopped:
+            # A stop met after a try that may have landed must not send the item back as unsent:
+            # it keeps that try's answer, so the next run looks it up before sending again.
+            if uncertain is not None:
+                raise uncertain from stopped
+            raise
 
     async def _wait(self, delay: float) -> None:
         with anyio.move_on_after(delay):

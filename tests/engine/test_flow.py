@@ -327,3 +327,21 @@ async def test_a_stop_ends_the_backoff_of_calls_waiting_to_retry() -> None:
     assert isinstance(outcomes["throttled"], ProviderStopped)  # refused: goes back unsent
     assert isinstance(outcomes["ambiguous"], ProviderError)  # may have landed: keeps its answer
     assert outcomes["ambiguous"].code == "InternalError"
+
+
+async def test_a_stop_met_after_a_try_that_may_have_landed_keeps_that_tries_answer() -> None:
+    """Unanswered (it may have landed), then the quota is used up: the item must not go back as
+    "not sent", or the next run would create it a second time; it keeps the unanswered error,
+    which leaves it ``submitting`` for reconciliation."""
+    flow, _ = quick()
+    fn, sent = script(err("ServiceUnavailable", Action.RETRY), err("QuotaExceeded", Action.PARK, 3600))
+    with pytest.raises(ProviderError) as raised:
+        await flow.call("x", fn, write=True)
+    assert not isinstance(raised.value, ProviderStopped)
+    assert (raised.value.code, raised.value.action) == ("ServiceUnavailable", Action.RETRY)
+    assert len(sent) == 2
+    assert flow.circuit.stopped is not None, "the stop still holds for every later call"
+    refused, _ = script(err("QuotaExceeded", Action.PARK, 3600))
+    flow2, _ = quick()
+    with pytest.raises(ProviderStopped):
+        await flow2.call("x", refused, write=True)
