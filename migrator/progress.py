@@ -125,7 +125,10 @@ class Tracker:
 
     @property
     def total(self) -> int:
-        return self.read_n if not self.reading else max(self.read_n, self.known)
+        """Items read (at least what the store knew while reading goes on); a sync's orphans,
+        settled though not read, count too."""
+        read = self.read_n if not self.reading else max(self.read_n, self.known)
+        return max(read, self.settled_total)
 
     def tick(self) -> None:
         """Take a rate sample (the views call it on their schedule)."""

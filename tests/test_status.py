@@ -184,3 +184,4 @@ def test_status_from_another_process_mid_run_shows_rate_eta_and_async_jobs_then_
     assert midway, progress
     assert all(p["rate"] > 0 and p["eta"] is not None for p in midway)
     assert {"throttled", "retries", "calls", "target", "job"} <= set(progress[-1])
+    assert {line["level"] for line in lines} == {"info"}  # no debug lines without --verbose
