@@ -509,7 +509,8 @@ class Store:
         found by bisecting the ids, and only the events after it are read: ``migrator status``
         asked every few seconds of a store with millions of events reads the last minute's only.
         """
-        row = await self._fetchone("SELECT MIN(id), MAX(id) FROM events")
+        # Two subqueries: SQLite answers a lone MIN or MAX from the rowid, but scans for both at once.
+        row = await self._fetchone("SELECT (SELECT MIN(id) FROM events), (SELECT MAX(id) FROM events)")
         if row is None or row[0] is None:
             return 0
         low, high = int(row[0]), int(row[1]) + 1
@@ -521,8 +522,9 @@ class Store:
             else:
                 low = mid + 1
         final = [s.value for s in TERMINAL]
+        # `+job`: walk the ids from the boundary, not the (job, key) index over every event of the job.
         count = await self._fetchone(
-            "SELECT COUNT(*) FROM events WHERE id >= ? AND job = ? AND run_id = ? AND part IS NULL "
+            "SELECT COUNT(*) FROM events WHERE id >= ? AND +job = ? AND run_id = ? AND part IS NULL "
             f"AND from_state IS NOT to_state AND to_state IN ({','.join('?' * len(final))})",
             (low, job, run_id, *final),
         )
