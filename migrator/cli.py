@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, nullcontext
 from pathlib import Path
@@ -20,16 +19,10 @@ import anyio
 import click
 import structlog
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.live import Live
 
 from migrator import log as logsetup
+from migrator import progress as progresses
 from migrator import report as reports
 from migrator.config import Config, JobConfig, SourceConfig, load_config, load_job
 from migrator.engine import plan as plans
@@ -39,7 +32,7 @@ from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
 from migrator.errors import ConfigError, MigratorError, ProviderError, ProviderStopped, StoreLockedError
 from migrator.model import inventory_schema
-from migrator.store import TERMINAL, Item, State, Store
+from migrator.store import Item, State, Store
 from migrator.store.lock import RunLock
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
@@ -125,46 +118,6 @@ def _state(config: Config, state_path: Path | None) -> Path:
     return state_path or config.state
 
 
-class _RichObserver:
-    """Live progress on a terminal: settled items against items read so far."""
-
-    def __init__(self, progress: Progress, counts: dict[str, int]) -> None:
-        self.progress = progress
-        self.task = progress.add_task("migrating", total=None)
-        self.read_n = 0
-        self.done = 0
-        self.by_state: dict[str, int] = dict.fromkeys(counts, 0)
-
-    def read(self, n: int) -> None:
-        self.read_n += n
-        self.progress.update(self.task, total=self.read_n)
-
-    def settled(self, state: State, n: int = 1) -> None:
-        self.by_state[state.value] = self.by_state.get(state.value, 0) + n
-        self.done += n
-        detail = ", ".join(f"{v} {k}" for k, v in self.by_state.items() if v)
-        self.progress.update(self.task, completed=self.done, description=f"migrating ({detail})")
-
-
-class _LogObserver:
-    """Off a terminal: a progress log line at most every ``every`` seconds."""
-
-    def __init__(self, every: float = 5.0) -> None:
-        self.every, self.done, self.read_n = every, 0, 0
-        self.last = time.monotonic()
-        self.by_state: dict[str, int] = {}
-
-    def read(self, n: int) -> None:
-        self.read_n += n
-
-    def settled(self, state: State, n: int = 1) -> None:
-        self.done += n
-        self.by_state[state.value] = self.by_state.get(state.value, 0) + n
-        if time.monotonic() - self.last >= self.every:
-            self.last = time.monotonic()
-            log.info("progress", settled=self.done, read=self.read_n, **self.by_state)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="migrator")
 def main() -> None:
@@ -225,19 +178,30 @@ async def _run_job(
         open_source(job.source, config, state) as source,
         open_provider(cfg, state) as (provider, effective),
     ):
-        counts = await store.counts(job.name)
+        known = sum((await store.counts(job.name)).values())
+        tracker = progresses.Tracker(job.name, cfg.name, provider.flow, known)
+        pipeline = Pipeline(job, effective, provider, store, source, tracker, prune=prune)
         if console.is_terminal and not quiet:
-            columns = (
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-            )
-            with Progress(*columns, console=console, transient=False) as progress:
-                observer: Any = _RichObserver(progress, counts)
-                return await Pipeline(job, effective, provider, store, source, observer, prune=prune).run()
-        return await Pipeline(job, effective, provider, store, source, _LogObserver(), prune=prune).run()
+            view = progresses.LiveProgress(tracker)
+            with Live(view, console=console, auto_refresh=False) as live:
+
+                def draw() -> None:
+                    tracker.tick()
+                    live.refresh()
+
+                outcome = await progresses.watched(pipeline.run, progresses.DRAW_EVERY, draw)
+                draw()
+                return outcome
+        lines = progresses.LogProgress(tracker)
+
+        def line() -> None:
+            tracker.tick()
+            lines.line()
+
+        outcome = await progresses.watched(pipeline.run, progresses.LOG_EVERY, line)
+        tracker.tick()
+        lines.line(final=True)
+        return outcome
 
 
 def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
@@ -294,38 +258,34 @@ def _job_name(job: str | None, store_jobs: list[str]) -> str:
 @click.argument("job", required=False)
 @config_option
 @state_option
-def status(job: str | None, config_path: Path | None, state_path: Path | None) -> None:
-    """Where a run stands, read from the state database (safe while a run is writing)."""
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object with a list of jobs, for scripts",
+)
+def status(job: str | None, config_path: Path | None, state_path: Path | None, fmt: str) -> None:
+    """Where each job stands: per target settled/total, the running run's rate and ETA, async jobs
+    in flight, parked items. Reads the state database only (no lock: safe while a run writes)."""
 
-    async def show() -> int:
+    async def show() -> list[dict[str, Any]]:
         config = load_config(config_path)
         async with await Store.open(_state(config, state_path), create=False) as store:
             jobs = [_job_name(job, await store.jobs())] if job else await store.jobs()
-            for name in jobs:
-                counts = await store.counts(name)
-                total = sum(counts.values())
-                settled = sum(n for s, n in counts.items() if State(s) in TERMINAL)
-                runs = await store.runs(name)
-                last = runs[-1] if runs else None
-                state = (last.outcome or "running") if last else "never run"
-                parked = ""
-                until = await store.parked_until(name)
-                if until is not None and until > time.time():
-                    parked = (
-                        f", quota used up: {counts['parked']} items parked until {logsetup.moment(until)}"
-                    )
-                click.echo(
-                    f"{name}: {settled}/{total} settled ({counts['done']} done, {counts['failed']} failed, "
-                    f"{counts['invalid']} invalid), {counts['polling']} async imports in flight{parked}; "
-                    f"last run {last.id if last else '-'}: {state}"
-                    + (f" ({last.stopped})" if last and last.stopped else "")
-                )
-        return EXIT_OK
+            return [await progresses.job_status(store, name) for name in jobs]
 
     try:
-        sys.exit(anyio.run(show))
+        found = anyio.run(show)
     except MigratorError as exc:
         sys.exit(_fail(exc))
+    if fmt == "json":
+        click.echo(json.dumps({"jobs": found}, indent=2))
+    else:
+        for one in found:
+            click.echo("\n".join(progresses.status_lines(one)))
+    sys.exit(EXIT_OK)
 
 
 @main.command()

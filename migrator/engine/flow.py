@@ -234,7 +234,7 @@ class Flow:
                 if find is not None and not action.unexecuted:
                     found = await find()
                     if found is not None:
-                        log.info("adopted", call=what, code=error.code)
+                        log.info("adopted", call=what, code=error.code, request_id=error.request_id)
                         return found
                 if action is Action.THROTTLE:
                     attempt -= 1  # flow control, not a failure: bounded by the retry budget instead

@@ -22,6 +22,7 @@ from typing import NamedTuple, Protocol
 import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from structlog.contextvars import bound_contextvars
 
 from migrator.config import JobConfig, ProviderConfig, TargetConfig
 from migrator.engine.flow import tally
@@ -57,18 +58,22 @@ BATCH = 200
 
 
 class Observer(Protocol):
-    """Receives progress as it happens (the CLI draws it; tests may count it)."""
+    """Receives progress as it happens (the CLI draws it; tests may count it).
 
-    def read(self, n: int) -> None: ...
+    ``finished``: the source is read to its end (the total is known). ``earlier``: an item an
+    earlier run settled, counted as it is read again (no work this run, so no part of a rate).
+    """
 
-    def settled(self, state: State, n: int = 1) -> None: ...
+    def read(self, n: int, *, finished: bool = False) -> None: ...
+
+    def settled(self, state: State, n: int = 1, *, earlier: bool = False) -> None: ...
 
 
 class _Silent:
-    def read(self, n: int) -> None:
+    def read(self, n: int, *, finished: bool = False) -> None:
         pass
 
-    def settled(self, state: State, n: int = 1) -> None:
+    def settled(self, state: State, n: int = 1, *, earlier: bool = False) -> None:
         pass
 
 
@@ -295,7 +300,7 @@ class Pipeline:
                 )
                 continue
             try:
-                with tally() as cost:
+                with tally() as cost, bound_contextvars(key=item.key):
                     found = await self.provider.reconcile(item)
             except ProviderStopped:
                 return  # left in `submitting`: the next run reconciles it
@@ -407,7 +412,7 @@ class Pipeline:
             refused = []
             for item, parts in doomed:
                 try:
-                    with tally():
+                    with tally(), bound_contextvars(key=item.key):
                         await self.provider.delete(item, parts)
                 except ProviderStopped:
                     return pruned
@@ -452,7 +457,7 @@ class Pipeline:
                     self.observer.read(unreported)
                     unreported = 0
                     await anyio.lowlevel.checkpoint()
-            self.observer.read(unreported)
+            self.observer.read(unreported, finished=True)
 
     async def translate(self, rx: MemoryObjectReceiveStream[Entry], tx: MemoryObjectSendStream[Work]) -> None:
         try:
@@ -510,7 +515,7 @@ class Pipeline:
             elif row is not None and (row.state in SETTLED_OR_IN_FLIGHT or waiting):
                 changes.append(Seen(entry.key))
                 if row.state in TERMINAL:
-                    self.observer.settled(row.state)
+                    self.observer.settled(row.state, earlier=True)
                 continue
             if digest is None:
                 changes.append(
@@ -706,7 +711,7 @@ class Pipeline:
             ],
         )
         parts = PartLog(self.store, job, self.run_id, key, await self.store.parts(job, key))
-        with tally() as cost:
+        with tally() as cost, bound_contextvars(key=key):  # the key on every log line of its calls
             try:
                 result = await self.provider.submit(work.rendered, parts, update=work.update)
             except ProviderStopped as exc:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from migrator.config import PollPolicy
 from migrator.engine.flow import tally
@@ -64,7 +65,7 @@ class Poller:
         now = self.clock()
         polls = item.polls + 1
         job = item.remote_job_id
-        with tally() as cost:
+        with tally() as cost, bound_contextvars(key=item.key):
             try:
                 result: Polled | ProviderError = await self.provider.poll(job)
             except ProviderStopped:

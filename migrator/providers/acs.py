@@ -20,7 +20,7 @@ from yarl import URL
 from migrator.auth import acs
 from migrator.config import ProviderConfig
 from migrator.errors import Action, ConfigError, ProviderError
-from migrator.providers.transport import send
+from migrator.providers.transport import logged, send
 from migrator.providers.triage import Rule, Triage
 
 FORM = "application/x-www-form-urlencoded"
@@ -130,6 +130,9 @@ class AcsClient:
             self._session, method, url, body=body, headers=headers, limits=self._timeout, what=action
         )
         raw, status, retry_after = answer.body, answer.status, _retry_after(answer.headers)
+        # The gateway puts the request id in the body and in a header; a proxy's or a load
+        # balancer's error page has only the header (if it reached the gateway at all).
+        request_id = answer.headers.get("x-acs-request-id")
         try:
             data: dict[str, Any] = json.loads(raw) if raw else {}
         except ValueError:
@@ -137,8 +140,11 @@ class AcsClient:
                 "BadResponse",
                 f"{action}: HTTP {status} with a body that is not JSON",
                 status=status,
+                request_id=logged(answer, action, request_id),
                 action=Action.RETRY if status >= 500 else Action.FAIL,
             ) from None
+        found = data.get("RequestId") or data.get("requestId")
+        request_id = logged(answer, action, str(found) if found else request_id)
         if status >= 400 or data.get("successResponse") is False:
             code = str(data.get("Code") or data.get("code") or f"HTTP{status}")
             action = ERRORS.action(code, status)
@@ -148,7 +154,7 @@ class AcsClient:
                 code,
                 str(data.get("Message") or data.get("message") or ""),
                 status=status,
-                request_id=data.get("RequestId") or data.get("requestId"),
+                request_id=request_id,
                 action=action,
                 retry_after=retry_after,
             )

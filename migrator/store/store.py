@@ -26,7 +26,7 @@ import aiosqlite
 import anyio
 
 from migrator.errors import StoreError
-from migrator.store.schema import MIGRATIONS, State
+from migrator.store.schema import MIGRATIONS, TERMINAL, State
 
 Clock = Callable[[], float]
 
@@ -501,6 +501,34 @@ class Store:
         ):
             found.setdefault(int(bucket), {})[str(state)] = int(n)
         return found
+
+    async def settled_since(self, job: str, run_id: int, since: float) -> int:
+        """Items run ``run_id`` moved into a final state at or after ``since`` (for a rate).
+
+        The event log is appended in time order, so the first event at or after ``since`` is
+        found by bisecting the ids, and only the events after it are read: ``migrator status``
+        asked every few seconds of a store with millions of events reads the last minute's only.
+        """
+        # Two subqueries: SQLite answers a lone MIN or MAX from the rowid, but scans for both at once.
+        row = await self._fetchone("SELECT (SELECT MIN(id) FROM events), (SELECT MAX(id) FROM events)")
+        if row is None or row[0] is None:
+            return 0
+        low, high = int(row[0]), int(row[1]) + 1
+        while low < high:
+            mid = (low + high) // 2
+            found = await self._fetchone("SELECT at FROM events WHERE id >= ? ORDER BY id LIMIT 1", (mid,))
+            if found is None or float(found[0]) >= since:
+                high = mid
+            else:
+                low = mid + 1
+        final = [s.value for s in TERMINAL]
+        # `+job`: walk the ids from the boundary, not the (job, key) index over every event of the job.
+        count = await self._fetchone(
+            "SELECT COUNT(*) FROM events WHERE id >= ? AND +job = ? AND run_id = ? AND part IS NULL "
+            f"AND from_state IS NOT to_state AND to_state IN ({','.join('?' * len(final))})",
+            (low, job, run_id, *final),
+        )
+        return int(count[0]) if count else 0
 
     async def last_event_at(self, job: str, run_id: int) -> float | None:
         """When run ``run_id`` last changed an item (how far a run still going has got)."""

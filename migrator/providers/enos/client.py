@@ -36,7 +36,7 @@ from migrator.model import Workflow
 from migrator.providers.base import Found, Parts, Polled, Rendered, Submitted, UpstreamTarget
 from migrator.providers.enos.read import EnosDocumentError, workflow_from_enos
 from migrator.providers.enos.render import FlowPlan, render
-from migrator.providers.transport import send
+from migrator.providers.transport import logged, send
 from migrator.providers.triage import Rule, Triage
 from migrator.store import Item, Part, State
 
@@ -121,19 +121,22 @@ class ApimClient:
         try:
             data: dict[str, Any] = json.loads(text) if text else {}
         except ValueError:
+            logged(answer, _call_name(url), None)
             raise ProviderError(
                 str(status),
                 f"{url.path}: HTTP {status} with a body that is not JSON",
                 status=status,
                 action=ERRORS.action(str(status), status),
             ) from None
+        # EnOS's v2 envelope may carry a ``requestId``; the batch service's samples omit it.
+        request_id = logged(answer, _call_name(url), data.get("requestId"))
         if status >= 400:
             code = str(data.get("code") or data.get("status") or status)
             raise ProviderError(
                 code,
                 str(data.get("msg") or ""),
                 status=status,
-                request_id=data.get("requestId"),
+                request_id=request_id,
                 action=ERRORS.action(code, status),
                 retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
             )
@@ -544,6 +547,13 @@ class Enos:
                 yield Entry(origin, origin, str(struct.get("name") or "?"), error=f"{origin}: {exc}")
                 continue
             yield Entry(origin, wf.key, wf.name, workflow=wf)
+
+
+def _call_name(url: URL) -> str:
+    """``flows.import`` for a batch call, ``token.get`` for the token service, for the log."""
+    *_, resource, last = url.path.split("/")
+    action = url.query.get("action")
+    return f"{last}.{action}" if action else f"{resource}.{last}"
 
 
 def _gone(exc: ProviderError) -> bool:
