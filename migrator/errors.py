@@ -16,6 +16,9 @@ class Action(StrEnum):
 
     RETRY = "retry"
     """Transient (5xx, timeout, reset): back off and send again; a create may have landed."""
+    UNSENT = "unsent"
+    """No connection could be made (refused, no route, name not found): back off and send again;
+    the request never left this machine, so nothing landed."""
     THROTTLE = "throttle"
     """Refused for rate: lower the account's send rate, back off, send again."""
     RESIGN = "resign"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 COST = 5
 TIMEOUT_COST = 10
-TIMEOUT_CODES = frozenset({"Timeout", "Transport"})
+TIMEOUT_CODES = frozenset({"Timeout", "Transport", "Unreachable"})
 
 
 def cost_of(code: str) -> int:

@@ -62,6 +62,11 @@ async def send(
         raise ProviderError(
             "Timeout", f"{what}: no answer within {limits.total}s", action=Action.RETRY
         ) from None
+    except aiohttp.ClientConnectorError as exc:
+        # Raised while connecting, before a byte of the request is written: it cannot have landed.
+        raise ProviderError(
+            "Unreachable", f"{what}: {type(exc).__name__}: {exc}", action=Action.UNSENT
+        ) from None
     except aiohttp.ClientError as exc:
         raise ProviderError(
             "Transport", f"{what}: {type(exc).__name__}: {exc}", action=Action.RETRY

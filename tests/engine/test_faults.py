@@ -147,7 +147,7 @@ def test_a_daily_cap_parks_the_run_until_the_reset_then_the_next_runs_finish(mak
     assert "failed" not in states, states
     assert "done" in states, states  # the cap was met partway
     status = migrator("status", "f", "--config", h.config)
-    assert "parked until" in status.stdout, status.stdout
+    assert "quota used up until" in status.stdout, status.stdout
     stopped, until = h.rows("SELECT stopped, parked_until FROM runs ORDER BY id DESC LIMIT 1")[0]
     assert "quota used up" in stopped
     assert time.time() < until <= time.time() + QUOTA_DAY
