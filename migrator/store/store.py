@@ -715,15 +715,16 @@ class Store:
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
 
+    # One trip to the connection's thread per query (execute and fetch together): a transition
+    # reads its row's state first, and each trip costs a thread hand-off and an event-loop wake-up.
+
     async def _fetchone(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
-        async with self._conn.execute(sql, args) as cursor:
-            row: sqlite3.Row | None = await cursor.fetchone()
-            return row
+        rows = list(await self._conn.execute_fetchall(sql, args))
+        return rows[0] if rows else None
 
     async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
-            async with self._conn.execute(sql, args) as cursor:
-                return list(await cursor.fetchall())
+            return list(await self._conn.execute_fetchall(sql, args))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read state database {self.path}: {exc}") from None
 
