@@ -1,6 +1,6 @@
 """Memory benchmark: peak RSS of a ``migrator`` command over inventories of very different sizes.
 
-The command (``--command``: ``run`` now; ``plan`` once it exists) is run as a child process over
+The command (``--command``: ``run`` or ``plan``) is run as a child process over
 sample JSONL inventories (generated once, streamed to disk) into the embedded DataWorks sandbox,
 and its peak resident set size is read from ``os.wait4`` (the kernel's ``ru_maxrss``; the
 sandbox runs in the same process, so its memory counts too). Three cases:
@@ -31,8 +31,9 @@ from resume import build_store
 
 
 def measure(job: JobDir, command: str, stop_after: float | None) -> dict[str, Any]:
+    quiet = ["-q"] if command == "run" else []  # a plan logs nothing but warnings anyway
     child = run_child(
-        migrator(command, job.job, "--config", job.config, "-q"), env=job.env(), stop_after=stop_after
+        migrator(command, job.job, "--config", job.config, *quiet), env=job.env(), stop_after=stop_after
     )
     if child.returncode not in (0, 1, 3):
         raise RuntimeError(f"migrator {command} exited {child.returncode}: {child.stderr[-3000:]}")

@@ -336,7 +336,10 @@ def plan(
             return EXIT_FAILED if planned.refused else EXIT_OK
 
     try:
-        sys.exit(anyio.run(work))
+        sys.exit(_run_async(work))
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: a plan writes nothing, so there is nothing to resume")
+        sys.exit(EXIT_INTERRUPTED)
     except MigratorError as exc:
         sys.exit(_fail(exc))
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import anyio.lowlevel
 from rich.table import Table
 
 from migrator.config import JobConfig
@@ -181,6 +182,8 @@ class _Planner:
             if len(batch) >= BATCH:
                 await self._batch(batch)
                 batch = []
+                # Reading and rendering never wait on anything: let a Ctrl-C's cancellation in.
+                await anyio.lowlevel.checkpoint()
         await self._batch(batch)
         await self._deferred()
         if self.job.mode == "sync" and self.plan.read:  # an empty source orphans nothing, as a run
@@ -347,6 +350,7 @@ class _Planner:
                 workflow = Workflow.model_validate(json.loads(record))
                 self._render(key, name, workflow, action, why, target_id, targets, seq)
             self.db.execute("COMMIT")
+            await anyio.lowlevel.checkpoint()
             if not moved:
                 break
         self._cycles()

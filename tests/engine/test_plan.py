@@ -14,7 +14,11 @@ import hashlib
 import io
 import json
 import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,7 @@ from migrator.engine.target import sandbox_data_path
 from migrator.model import Workflow
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.server import inspect
-from tests.engine.support import migrator
+from tests.engine.support import ROOT, migrator
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("MIGRATOR_UPDATE_GOLDEN") == "1"
@@ -218,3 +222,18 @@ def test_a_plan_refuses_cycles_and_what_waits_behind_an_invalid_upstream(tmp_pat
     assert table.returncode == 1
     assert "DependencyCycle" in table.stdout
     assert "Untranslatable" in table.stdout
+
+
+def test_ctrl_c_stops_a_long_plan_at_once_and_it_left_nothing(tmp_path: Path) -> None:
+    inv = tmp_path / "inv.jsonl"
+    write_jsonl(inv, generate(20000, seed=3))
+    job, config = _job(tmp_path, "big", f'paths = ["{inv}"]', "dataworks")
+    command = [sys.executable, "-m", "migrator", "plan", str(job), "--config", str(config)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    assert proc.poll() is None, "still planning"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 3, err[-3000:]
+    assert "interrupted: a plan writes nothing" in err
+    assert not (tmp_path / "big.db").exists()
