@@ -102,6 +102,10 @@ class Gate:
         changed = set(refs)
         return [p for p in self._held.values() if p.waits_on & changed]
 
+    def held_keys(self) -> list[str]:
+        """The held workflows' keys, oldest first."""
+        return list(self._held)
+
     def get(self, key: str) -> Held | None:
         return self._held.get(key)
 

@@ -648,6 +648,8 @@ class Pipeline:
                     return
                 if self.in_flight or await self.store.next_poll_at(self.job.name) is not None:
                     continue
+                if await self._recheck_all(tx):
+                    continue
                 if not await self._resolve_stalemate(tx):
                     return  # what is left waits on upstreams that did not settle: the next run
 
@@ -664,6 +666,18 @@ class Pipeline:
         else:
             self.gate.let_go(key)
             await self._render_and_send([_Ready(held.entry, held.row, verdict.targets)], tx)
+
+    async def _recheck_all(self, tx: MemoryObjectSendStream[Work]) -> bool:
+        """Judge every held workflow again; True if any was released or failed.
+
+        A wake can be missed: an upstream may settle while its downstream is being judged (the
+        judge reads the store), before the downstream is held. Nothing else would wake it, and
+        without this it would stay ``pending`` at the end of a run that otherwise completed.
+        """
+        before = self.gate.held
+        for key in self.gate.held_keys():
+            await self._recheck(key, tx)
+        return self.gate.held < before
 
     async def _resolve_stalemate(self, tx: MemoryObjectSendStream[Work]) -> bool:
         """Nothing is in flight: release external references, fail cycles. False if nothing moved."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 from pydantic import SecretStr
 
@@ -16,10 +17,11 @@ from migrator.config import Config, JobConfig, PollPolicy, ProviderConfig, Sourc
 from migrator.engine.pipeline import Outcome, Pipeline
 from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
+from migrator.inventory import Entry
 from migrator.providers.dataworks.render import node_id, workflow_id
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.server import SandboxHandle, running
-from migrator.store import State, Store
+from migrator.store import Item, State, Store
 from migrator.translate.mapping import Mappings
 
 
@@ -47,7 +49,11 @@ async def migrate(
     records: list[dict[str, Any]],
     name: str = "deps",
     target: TargetConfig | None = None,
+    store_class: type[Store] = Store,
+    pause_before: str | None = None,
 ) -> Outcome:
+    """Migrate ``records`` into the sandbox; ``pause_before`` names a record the source reads only
+    after a pause, so that what came before it is translated and sent first."""
     inv = tmp_path / f"{name}.jsonl"
     inv.write_text("".join(json.dumps(r) + "\n" for r in records))
     cfg = ProviderConfig(
@@ -68,11 +74,18 @@ async def migrate(
     )
     state = tmp_path / "state.db"
     async with (
-        await Store.open(state) as store,
+        await store_class.open(state) as store,
         open_provider(cfg, state) as (provider, effective),
         open_source(job.source, Config(providers={}), state) as source,
     ):
-        return await Pipeline(job, effective, provider, store, source).run()
+
+        async def paced() -> AsyncIterator[Entry]:
+            async for entry in source():
+                if entry.name == pause_before:
+                    await anyio.sleep(1)
+                yield entry
+
+        return await Pipeline(job, effective, provider, store, paced).run()
 
 
 async def specs(handle: SandboxHandle) -> dict[str, Any]:
@@ -170,3 +183,26 @@ async def test_an_upstream_outside_the_job_is_carried_through_the_upstreams_mapp
     assert found["t:down"].warnings == ()
     (warning,) = found["t:down_on_task"].warnings
     assert warning.startswith("upstream-workflows: the dependency on task 'b' of 't:up'"), warning
+
+
+class _SlowJudge(Store):
+    """The downstream's upstream lookup is slow: its upstream settles while it is being judged."""
+
+    async def items(self, job: str, keys: Iterable[str]) -> dict[str, Item]:
+        keys = list(keys)
+        found = await super().items(job, keys)
+        if keys == ["t:a"]:
+            await anyio.sleep(3)  # the answer is stale by the time the gate acts on it
+        return found
+
+
+async def test_an_upstream_that_settles_while_its_downstream_is_judged_still_releases_it(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    """The wake comes before the downstream is held, so nothing wakes it: a lost wake once left it
+    `pending` at the end of a run that otherwise completed (exit 3, "stopped with 1 unsettled")."""
+    # a is sent before b is read; b's judge reads a in flight, and a is done by the time it acts.
+    records = [wf("a"), wf("b", ("t:a",))]
+    outcome = await migrate(tmp_path, sandbox, records, store_class=_SlowJudge, pause_before="b")
+    assert outcome.exit_code == 0, outcome.counts
+    assert (await items(tmp_path))["t:b"].state is State.DONE
