@@ -101,3 +101,21 @@ def free_ports() -> Callable[[int], int]:
     """``free_ports(n)`` gives a base port N with N .. N+n-1 free on loopback and reserved to this
     xdist worker, for a server that must be given its port rather than pick one."""
     return _free_ports
+
+
+# --- the longest tests at the head of each worker's share ------------------------------------------
+#: Tests that take minutes. pytest-xdist's worksteal first hands each worker a contiguous slice of
+#: the collection and later steals from the tails; in collection order all three chaos tests sat
+#: in the first worker's slice and ran one after another (5 of the suite's 6 minutes). Each now
+#: heads a different worker's slice, so they run side by side and the rest fills in around them.
+_LONGEST = ("tests/engine/test_chaos.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    longest = [i for i in items if i.nodeid.startswith(_LONGEST)]
+    rest = [i for i in items if not i.nodeid.startswith(_LONGEST)]
+    spread: list[pytest.Item] = []
+    for w in range(workers):
+        spread += longest[w::workers] + rest[w * len(rest) // workers : (w + 1) * len(rest) // workers]
+    items[:] = spread
