@@ -1,5 +1,5 @@
 """``python -m migrator``: the same as the ``migrator`` command."""
 
-from migrator.cli import main
+from migrator.cli import entry
 
-main()
+entry()

@@ -118,6 +118,24 @@ def _state(config: Config, state_path: Path | None) -> Path:
     return state_path or config.state
 
 
+def entry() -> None:
+    """The ``migrator`` command: :func:`main`, quiet when its reader goes away (``| head``)."""
+    try:
+        main()
+    except BrokenPipeError:
+        _reader_gone()
+    except BaseExceptionGroup as group:
+        if group.subgroup(BrokenPipeError) is None:
+            raise
+        _reader_gone()
+
+
+def _reader_gone() -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so that raises nothing more.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(EXIT_OK)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="migrator")
 def main() -> None:

@@ -237,3 +237,20 @@ def test_ctrl_c_stops_a_long_plan_at_once_and_it_left_nothing(tmp_path: Path) ->
     assert proc.returncode == 3, err[-3000:]
     assert "interrupted: a plan writes nothing" in err
     assert not (tmp_path / "big.db").exists()
+
+
+def test_a_plan_piped_into_head_ends_quietly(tmp_path: Path) -> None:
+    """`migrator plan JOB --format csv | head` is how a plan is skimmed: no traceback when head
+    closes the pipe."""
+    inv = tmp_path / "inv.jsonl"
+    write_jsonl(inv, generate(300, seed=3))
+    job, config = _job(tmp_path, "skim", f'paths = ["{inv}"]', "dataworks")
+    plan = f"{sys.executable} -m migrator plan {job} --config {config} --format csv"
+    piped = subprocess.run(
+        ["sh", "-c", f"{plan} | head -2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert piped.stdout.splitlines()[0].startswith("key,name,action"), piped.stdout
+    assert len(piped.stdout.splitlines()) == 2
+    assert "Traceback" not in piped.stderr, piped.stderr[-3000:]
+    assert "BrokenPipeError" not in piped.stderr, piped.stderr[-3000:]
