@@ -268,11 +268,16 @@ class Flow:
                     # Stopped while this call waited: a refused call goes back unsent; one that may
                     # have landed keeps its own answer, so its item is looked up by the next run.
                     raise (stopped if action.unexecuted else error) from error
-        except ProviderStopped as stopped:
-            # A stop met after a try that may have landed must not send the item back as unsent:
-            # it keeps that try's answer, so the next run looks it up before sending again.
-            if uncertain is not None:
-                raise uncertain from stopped
+        except (ProviderStopped, ProviderError) as later:
+            # An answer that proves only *this* try did nothing (a stop, a refused connection or
+            # signature) after a try that may have landed must not send the item back as unsent:
+            # it keeps that try's answer, so the next run looks it up before sending again. A
+            # definite refusal of the request itself (``fail``) stands.
+            refused = isinstance(later, ProviderError) and (
+                later is uncertain or not later.action.unexecuted or later.action.fails_item
+            )
+            if uncertain is not None and not refused:
+                raise uncertain from later
             raise
 
     async def _wait(self, delay: float) -> None:

@@ -111,7 +111,7 @@ def digester(target: TargetConfig) -> Callable[[Workflow], str]:
     return digest
 
 
-def compare(row: Item, digest: str) -> Compared | None:
+def compare(row: Item, digest: str, legacy: str | None = None) -> Compared | None:
     """Sync: what the source's current version of a known item calls for (None: as a migration).
 
     An item at the target as last submitted is ``skipped`` without a call; one whose content
@@ -120,6 +120,13 @@ def compare(row: Item, digest: str) -> Compared | None:
     ``migrator retry`` decides). In-flight items are left to reconciliation and the poller.
     """
     key = row.key
+    if legacy is not None and row.state in LANDED and row.target_id and row.submitted_hash == legacy:
+        # Submitted by a version that digested the workflow alone: unchanged, and from now on
+        # digested with the [target] settings, assumed the same as when it was submitted.
+        fields: dict[str, object] = {"submitted_hash": digest, "content_hash": digest}
+        again = "unchanged since last submitted (digest carried over)"
+        return Compared([Move(key, frozenset({row.state}), State.SKIPPED, fields, detail=again), Seen(key)],
+                        State.SKIPPED)  # fmt: skip
     if row.state in LANDED and row.target_id and row.submitted_hash == digest:
         if row.state is State.SKIPPED:
             return Compared([Seen(key)], State.SKIPPED)
@@ -505,14 +512,14 @@ class Pipeline:
             # Digested only where it is used: a resumed migration re-reads every done line, and
             # hashing them all was a fifth of its time.
             compared = (
-                compare(row, self.digest(workflow))
+                compare(row, self.digest(workflow), workflow.content_hash())
                 if self.job.mode == "sync" and row is not None and workflow is not None and not waiting
                 else None
             )
             if compared is not None:
                 changes += compared.changes
                 if compared.settled is not None:
-                    self.observer.settled(compared.settled)
+                    self.observer.settled(compared.settled, earlier=True)  # no work this run
                     continue
             elif row is not None and (row.state in SETTLED_OR_IN_FLIGHT or waiting):
                 changes.append(Seen(entry.key))

@@ -238,7 +238,7 @@ class _Planner:
         if row is None:
             return "create", "new", None
         if self.job.mode == "sync":
-            verdict = compare(row, self.digest(workflow))
+            verdict = compare(row, self.digest(workflow), workflow.content_hash())
             if verdict is not None:
                 if verdict.settled is not None:
                     return "skip", "unchanged since last submitted", row.target_id

@@ -345,3 +345,23 @@ async def test_a_stop_met_after_a_try_that_may_have_landed_keeps_that_tries_answ
     flow2, _ = quick()
     with pytest.raises(ProviderStopped):
         await flow2.call("x", refused, write=True)
+
+
+@pytest.mark.parametrize("later", [Action.SUSPECT, Action.UNSENT])
+async def test_an_unexecuted_answer_after_a_try_that_may_have_landed_keeps_that_tries_answer(
+    later: Action,
+) -> None:
+    flow, _ = quick(max_attempts=2)
+    flow.circuit.answered()  # a proven account: a refused signature does not stop it at once
+    fn, sent = script(err("ServiceUnavailable", Action.RETRY), err("Later", later))
+    with pytest.raises(ProviderError) as raised:
+        await flow.call("x", fn, write=True)
+    assert (raised.value.code, len(sent)) == ("ServiceUnavailable", 2)
+
+
+async def test_a_definite_refusal_after_a_try_that_may_have_landed_stands() -> None:
+    flow, _ = quick()
+    fn, _ = script(err("ServiceUnavailable", Action.RETRY), err("InvalidParameter", Action.FAIL))
+    with pytest.raises(ProviderError) as raised:
+        await flow.call("x", fn, write=True)
+    assert raised.value.code == "InvalidParameter"

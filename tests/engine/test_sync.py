@@ -251,6 +251,34 @@ def test_a_changed_target_setting_updates_what_it_shapes_though_no_source_record
     assert job.sandbox()[1] == second
 
 
+def test_a_store_from_before_target_digests_is_carried_over_without_a_call(tmp_path: Path) -> None:
+    """Earlier versions stored the workflow's own hash: the first sync after the upgrade must not
+    update every workflow (hours of quota); it takes the old hash as unchanged and re-digests."""
+    job = Job(tmp_path, "dataworks")
+    workflows = list(generate(6, seed=5))
+    job.source(workflows)
+    assert job.run().returncode == 0
+    _, before = job.sandbox()
+    conn = sqlite3.connect(job.state)
+    with conn:
+        for wf in workflows:
+            legacy = wf.content_hash()
+            conn.execute(
+                "UPDATE items SET submitted_hash = ?, content_hash = ? WHERE key = ?",
+                (legacy, legacy, wf.key),
+            )
+    conn.close()
+    assert (upgraded := job.run()).returncode == 0, upgraded.stderr[-3000:]
+    assert job.sandbox()[1] == before, "no write call"
+    conn = sqlite3.connect(job.state)
+    hashes = dict(conn.execute("SELECT key, submitted_hash FROM items").fetchall())
+    conn.close()
+    assert all(hashes[w.key] not in (None, w.content_hash()) for w in workflows), "re-digested"
+    job.job.write_text(job.job.read_text().replace('folder = "mig"', 'folder = "moved"'))
+    assert job.run().returncode == 0
+    assert job.sandbox()[1]["ImportWorkflowDefinition"] == before["ImportWorkflowDefinition"] + len(workflows)
+
+
 def test_an_empty_source_orphans_nothing(tmp_path: Path) -> None:
     job = Job(tmp_path, "dataworks")
     job.source(list(generate(5, seed=5)))
