@@ -350,7 +350,7 @@ def plan(
                     console = Console(file=out, width=None if output is None else 160)
                     for table in plans.tables(planned):
                         console.print(table)
-                    console.print(f"per workflow: migrator plan {job_file} --format csv")
+                    console.print(f"per workflow: migrator plan {job_file} --format csv", markup=False)
             return EXIT_FAILED if planned.refused else EXIT_OK
 
     try:

@@ -81,7 +81,7 @@ class Gate:
         targets: dict[str, UpstreamTarget] = {}
         waits: set[str] = set()
         for ref, item in (await self._lookup(workflow.upstream_workflows())).items():
-            if item is None and ref in self._mapped:
+            if ref in self._mapped:  # the job file's word wins over what the store or source says
                 targets[ref] = UpstreamTarget(ref, self._mapped[ref], self._mapped[ref], external=True)
             elif item is None:
                 if ref not in self._external:  # an external reference is rendered without, with a warning

@@ -18,6 +18,7 @@ import csv
 import json
 import sqlite3
 import tempfile
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio.lowlevel
+from rich.markup import escape
 from rich.table import Table
 
 from migrator.config import JobConfig
@@ -33,8 +35,10 @@ from migrator.engine.gate import BROKEN, READY
 from migrator.engine.pipeline import BATCH, IN_FLIGHT, SETTLED_OR_IN_FLIGHT, compare, digester
 from migrator.errors import TranslationError
 from migrator.inventory import Entry
+from migrator.log import moment
 from migrator.model import Workflow
 from migrator.providers.base import Provider, UpstreamTarget
+from migrator.report.sheet import cell
 from migrator.store import Item, State, Store
 from migrator.translate.dag import find_cycle
 
@@ -58,6 +62,7 @@ CREATE TABLE plan (
     refs TEXT,
     workflow TEXT,
     planned_action TEXT,
+    stored TEXT,
     duplicate INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX plan_key ON plan (key);
@@ -214,9 +219,11 @@ class _Planner:
             if entry.workflow is None:
                 self._line(entry.key, entry.name, "invalid", code="InvalidInput", detail=entry.error or "")
                 continue
-            action, detail, target_id = self._compared(rows.get(entry.key), entry.workflow)
+            row = rows.get(entry.key)
+            action, detail, target_id = self._compared(row, entry.workflow)
             if action not in ("create", "update"):
-                self._line(entry.key, entry.name, action, detail=detail, target_id=target_id)
+                stored = row.state.value if row else None
+                self._line(entry.key, entry.name, action, detail=detail, target_id=target_id, stored=stored)
             elif entry.workflow.upstream:
                 refs = entry.workflow.upstream_workflows()
                 self._line(
@@ -252,7 +259,10 @@ class _Planner:
             )
             return "skip", why, row.target_id
         if row.state is State.PARKED:
-            return "create", "parked until the quota resets", row.target_id
+            until = row.not_before or 0
+            if until > time.time():  # the run leaves it parked and sends nothing before then
+                return "skip", f"parked until {moment(until)}, when the quota resets", row.target_id
+            return "create", "parked; the quota has reset since", row.target_id
         update = row.target_id is not None and row.submitted_hash is not None
         return ("update" if update else "create"), f"{row.state.value}: not yet at the target", row.target_id
 
@@ -299,6 +309,7 @@ class _Planner:
         workflow: str | None = None,
         then: str | None = None,
         duplicate: bool = False,
+        stored: str | None = None,
         seq: int | None = None,
     ) -> None:
         """Write one workflow's line; ``seq`` rewrites a deferred line in place (keeping its order)."""
@@ -318,8 +329,8 @@ class _Planner:
         if seq is None:
             self.db.execute(
                 "INSERT INTO plan (key, name, action, detail, code, warnings, target_id, refs, workflow, "
-                "planned_action, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
+                "planned_action, duplicate, stored) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, stored),
             )
         else:  # a deferred line decided: its source record is no longer needed
             self.db.execute(
@@ -363,39 +374,39 @@ class _Planner:
         """
         targets: dict[str, UpstreamTarget] = {}
         for ref in refs:
+            if ref in self.mapped:  # as the run's gate: the job file's word wins
+                targets[ref] = UpstreamTarget(ref, self.mapped[ref], self.mapped[ref], external=True)
+                continue
             line = self._find(ref)
             if line is not None:
-                up_key, up_name, action, target_id = line
+                up_key, up_name, action, target_id, stored = line
                 if action == "deferred":
                     return None
                 if action not in ARRIVES:
                     return {}, f"upstream workflow {ref!r} would be {action}"
+                if action == "skip" and stored in {s.value for s in BROKEN}:
+                    return {}, f"upstream workflow {ref!r} is {stored}"
                 targets[ref] = UpstreamTarget(up_key, up_name, target_id or f"<new: {up_name}>")
                 continue
             item = await self._stored(ref)
-            if item is None and ref in self.mapped:
-                targets[ref] = UpstreamTarget(ref, self.mapped[ref], self.mapped[ref], external=True)
-                continue
             if item is None:
                 continue  # outside the job: rendered without it, and the renderer warns
             if item.state in BROKEN:
                 return {}, f"upstream workflow {ref!r} is {item.state.value}"
-            if item.state in READY and item.target_id:
-                targets[ref] = UpstreamTarget(item.key, item.name, item.target_id)
+            if item.state not in READY or not item.target_id:
+                # The run's gate waits for it, and nothing in this source will settle it.
+                return {}, f"upstream workflow {ref!r} is {item.state.value}, not at the target yet"
+            targets[ref] = UpstreamTarget(item.key, item.name, item.target_id)
         return targets, ""
 
-    def _find(self, ref: str) -> tuple[str, str, str, str | None] | None:
+    def _find(self, ref: str) -> tuple[str, str, str, str | None, str | None] | None:
         """A reference by key, else by a name only one workflow of the inventory has."""
-        row = self.db.execute(
-            "SELECT key, name, action, target_id FROM plan WHERE key = ? AND duplicate = 0", (ref,)
-        ).fetchone()
+        columns = "SELECT key, name, action, target_id, stored FROM plan"
+        row = self.db.execute(f"{columns} WHERE key = ? AND duplicate = 0", (ref,)).fetchone()
         if row is None:
-            named = self.db.execute(
-                "SELECT key, name, action, target_id FROM plan WHERE name = ? AND duplicate = 0 LIMIT 2",
-                (ref,),
-            ).fetchall()
+            named = self.db.execute(f"{columns} WHERE name = ? AND duplicate = 0 LIMIT 2", (ref,)).fetchall()
             row = named[0] if len(named) == 1 else None
-        return None if row is None else (row[0], row[1], row[2], row[3])
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
 
     async def _stored(self, ref: str) -> Item | None:
         if self.store is None:
@@ -485,14 +496,15 @@ def write_csv(plan: Plan, out: TextIO) -> None:
         split = [_split(w) for w in item.warnings]
         rules = sorted({w["rule"] for w in split})
         messages = " | ".join(f"{w['rule']}: {w['message']}" for w in split)
-        rows.writerow(
-            [item.key, item.name, item.action, item.code or "", item.detail, " ".join(rules), messages]
-        )
+        values = (item.key, item.name, item.action, item.code, item.detail, " ".join(rules), messages)
+        rows.writerow([cell(v) for v in values])
 
 
 def tables(plan: Plan) -> list[Table]:
     """What a person reads first: the actions, then each rule with how many workflows and an example."""
-    actions = Table(title=f"plan of job {plan.job} ({plan.mode} into {plan.target}): {plan.read} read")
+    actions = Table(
+        title=escape(f"plan of job {plan.job} ({plan.mode} into {plan.target}): {plan.read} read")
+    )
     actions.add_column("action")
     actions.add_column("workflows", justify="right")
     for action in ACTIONS:
@@ -507,6 +519,6 @@ def tables(plan: Plan) -> list[Table]:
         table.add_column("for example")
         for rule, found in sorted(rules.items()):
             example = found.examples[0]
-            table.add_row(rule, str(found.items), f"{example['name']}: {example['message']}")
+            table.add_row(escape(rule), str(found.items), escape(f"{example['name']}: {example['message']}"))
         out.append(table)
     return out

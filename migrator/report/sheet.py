@@ -14,7 +14,8 @@ from migrator.store import Item
 COLUMNS = ("key", "name", "state", "target", "target_id", "error_code", "error_message", "warnings")
 
 
-def _cell(value: str | None) -> str:
+def cell(value: str | None) -> str:
+    """A spreadsheet cell that shows, never evaluates, what it holds (plan's CSV uses it too)."""
     text = value or ""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
@@ -26,8 +27,8 @@ def render(rows: list[Item]) -> str:
     for i in rows:
         writer.writerow(
             [
-                *(_cell(v) for v in (i.key, i.name, i.state.value, i.target, i.target_id)),
-                *(_cell(v) for v in (i.error_code, i.error_message)),
+                *(cell(v) for v in (i.key, i.name, i.state.value, i.target, i.target_id)),
+                *(cell(v) for v in (i.error_code, i.error_message)),
                 len(i.warnings),
             ]
         )

@@ -29,6 +29,7 @@ from migrator.engine.target import sandbox_data_path
 from migrator.model import Workflow
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.server import inspect
+from migrator.store import Move, Record, State, Store
 from tests.engine.support import ROOT, migrator
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -254,3 +255,55 @@ def test_a_plan_piped_into_head_ends_quietly(tmp_path: Path) -> None:
     assert len(piped.stdout.splitlines()) == 2
     assert "Traceback" not in piped.stderr, piped.stderr[-3000:]
     assert "BrokenPipeError" not in piped.stderr, piped.stderr[-3000:]
+
+
+def test_a_plan_blocks_what_waits_on_a_failed_or_unsettled_upstream_and_skips_what_is_parked(
+    tmp_path: Path,
+) -> None:
+    """What the store says of upstreams and parked items is what the run's gate acts on."""
+    records = [
+        {"name": n, "source": {"system": "t", "id": n}, "tasks": [{"name": "a"}], "upstream": ups}
+        for n, ups in (("failed_up", []), ("behind_failed", ["t:failed_up"]), ("behind_stuck", ["t:stuck"]),
+                       ("parked", []))
+    ]  # fmt: skip
+    inv = tmp_path / "inv.jsonl"
+    inv.write_text("".join(json.dumps(r) + "\n" for r in records))
+    job, config = _job(tmp_path, "deps", f'paths = ["{inv}"]', "dataworks")
+
+    async def seed() -> None:
+        async with await Store.open(tmp_path / "deps.db") as store:
+            run = await store.start_run("deps", "migrate", "dataworks")
+            await store.apply("deps", run, [
+                Record("t:failed_up", "failed_up", "x", "dataworks", State.FAILED, error_code="Boom"),
+                Record("t:stuck", "stuck", "x", "dataworks", State.SUBMITTING),  # not in this source
+                Record("t:parked", "parked", "x", "dataworks", State.PENDING),
+                Move("t:parked", frozenset({State.PENDING}), State.PARKED, {"not_before": time.time() + 99}),
+            ])  # fmt: skip
+            await store.finish_run(run, "stopped")
+
+    anyio.run(seed)
+    result = migrator("plan", job, "--config", config, "--format", "json")
+    assert result.returncode == 1, result.stderr[-3000:]
+    items = {i["name"]: i for i in json.loads(result.stdout)["items"]}
+    assert (items["failed_up"]["action"], items["parked"]["action"]) == ("skip", "skip")
+    assert "parked until" in items["parked"]["detail"]
+    assert (items["behind_failed"]["action"], items["behind_failed"]["code"]) == ("blocked", "UpstreamFailed")
+    assert "'t:failed_up' is failed" in items["behind_failed"]["detail"]
+    assert (items["behind_stuck"]["action"], items["behind_stuck"]["code"]) == ("blocked", "UpstreamFailed")
+    assert "'t:stuck' is submitting" in items["behind_stuck"]["detail"]
+
+
+def test_user_text_in_a_plan_is_shown_not_interpreted(tmp_path: Path) -> None:
+    """Names are user data: rich markup in them is printed as written, a formula stays text."""
+    name = "=HYPERLINK(1)[/x]"
+    record = {"name": name, "source": {"system": "t", "id": "w"}, "tasks": [{"name": "a"}],
+              "schedule": {"cron": "0 0 2 * * ? 2030"}}  # fmt: skip
+    inv = tmp_path / "inv.jsonl"
+    inv.write_text(json.dumps(record) + "\n")
+    job, config = _job(tmp_path, "text", f'paths = ["{inv}"]', "dataworks")
+    table = migrator("plan", job, "--config", config)
+    assert table.returncode == 1, table.stderr[-3000:]
+    assert "[/x]" in table.stdout
+    sheet = migrator("plan", job, "--config", config, "--format", "csv")
+    (row,) = list(csv.DictReader(io.StringIO(sheet.stdout)))
+    assert row["name"] == "'" + name
