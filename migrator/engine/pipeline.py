@@ -216,6 +216,8 @@ class Pipeline:
     prune: bool = False
     run_id: int = 0
     in_flight: int = 0
+    settlements: int = 0
+    """Items settled so far: a judge that saw it change may have read a stale upstream."""
     read_count: int = 0
     submits_done: anyio.Event = field(default_factory=anyio.Event)
     translated: anyio.Event = field(default_factory=anyio.Event)
@@ -556,11 +558,14 @@ class Pipeline:
         ready: list[_Ready] = []
         for entry, row in entries:
             assert entry.workflow is not None
+            seen = self.settlements
             verdict = await self.gate.judge(entry.workflow) if entry.workflow.upstream else Verdict({})
             if verdict.blocked:
                 await self._fail_pending(entry.key, entry.name, "UpstreamFailed", verdict.blocked)
             elif verdict.waits_on:
                 self.gate.hold(entry, row, verdict.waits_on)
+                if self.settlements != seen:  # an upstream may have settled while it was judged
+                    self._wake(entry.key)
             else:
                 ready.append(_Ready(entry, row, verdict.targets))
         await self._render_and_send(ready, tx)
@@ -634,6 +639,7 @@ class Pipeline:
 
     async def settled(self, key: str, name: str, state: State) -> None:
         """An item reached a final state this run: wake the workflows held on it."""
+        self.settlements += 1
         for held in self.gate.waiting_on([key, name]):
             self._wake(held.entry.key)
 
@@ -664,12 +670,15 @@ class Pipeline:
         held = self.gate.get(key)
         if held is None:
             return
+        seen = self.settlements
         verdict = await self.gate.judge(held.workflow)
         if verdict.blocked:
             self.gate.let_go(key)
             await self._fail_pending(key, held.entry.name, "UpstreamFailed", verdict.blocked)
         elif verdict.waits_on:
             held.waits_on = set(verdict.waits_on)
+            if self.settlements != seen:  # as in _admit: judge it again
+                self._wake(key)
         else:
             self.gate.let_go(key)
             await self._render_and_send([_Ready(held.entry, held.row, verdict.targets)], tx)
@@ -677,9 +686,9 @@ class Pipeline:
     async def _recheck_all(self, tx: MemoryObjectSendStream[Work]) -> bool:
         """Judge every held workflow again; True if any was released or failed.
 
-        A wake can be missed: an upstream may settle while its downstream is being judged (the
-        judge reads the store), before the downstream is held. Nothing else would wake it, and
-        without this it would stay ``pending`` at the end of a run that otherwise completed.
+        The last resort against a missed wake (an upstream settling while its downstream is
+        judged, before it is held; ``settlements`` catches that at once): without it such a
+        workflow would stay ``pending`` at the end of a run that otherwise completed.
         """
         before = self.gate.held
         for key in self.gate.held_keys():
