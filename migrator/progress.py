@@ -102,8 +102,6 @@ class Tracker:
         self.by_state: dict[str, int] = {s.value: 0 for s in TERMINAL}
         self.settled_now = 0  # settled by this run's own work, for the rate
         self.window = RateWindow(clock)
-        self.started = clock()
-        self._clock = clock
 
     # --- the Observer protocol ---------------------------------------------------------------
 

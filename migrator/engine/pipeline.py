@@ -103,7 +103,8 @@ def digester(target: TargetConfig) -> Callable[[Workflow], str]:
     override or owner mapping must update every workflow it touches at the next sync, though no
     source record changed.
     """
-    settings = json.dumps(target.model_dump(mode="json"), sort_keys=True)
+    # Hashed once: the digest is asked for at several stages, and mapping tables can be large.
+    settings = hashlib.sha256(json.dumps(target.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
     def digest(workflow: Workflow) -> str:
         return hashlib.sha256(f"{workflow.content_hash()}\n{settings}".encode()).hexdigest()

@@ -37,7 +37,7 @@ from migrator.errors import TranslationError
 from migrator.inventory import Entry
 from migrator.log import moment
 from migrator.model import Workflow
-from migrator.providers.base import Provider, UpstreamTarget
+from migrator.providers.base import Provider, UpstreamTarget, split_warning
 from migrator.report.sheet import cell
 from migrator.store import Item, State, Store
 from migrator.translate.dag import find_cycle
@@ -146,9 +146,9 @@ def _rule(rule: Rule) -> dict[str, Any]:
     return {"items": rule.items, "examples": rule.examples}
 
 
-def _split(warning: str) -> dict[str, str]:
-    rule, _, message = warning.partition(":")
-    return {"rule": rule.strip(), "message": message.strip()}
+def _split(text: str) -> dict[str, str]:
+    rule, message = split_warning(text)
+    return {"rule": rule, "message": message}
 
 
 @asynccontextmanager
@@ -470,7 +470,7 @@ class _Planner:
                 plan.refusals.setdefault(code, Rule()).add(key, name, detail)
             seen: set[str] = set()
             for warning in json.loads(warnings):
-                rule, message = _split(warning).values()
+                rule, message = split_warning(warning)
                 rule_of = plan.warnings.setdefault(rule, Rule())
                 if rule not in seen:
                     seen.add(rule)

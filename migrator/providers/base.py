@@ -34,6 +34,17 @@ class Rendered:
     warnings: tuple[str, ...] = ()
 
 
+def warning(rule: str, message: str) -> str:
+    """A translation warning as items store it: ``rule: what happened`` (reports group by rule)."""
+    return f"{rule}: {message}"
+
+
+def split_warning(text: str) -> tuple[str, str]:
+    """The rule and the message of a stored warning (see :func:`warning`)."""
+    rule, _, message = text.partition(":")
+    return rule.strip(), (message or text).strip()
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamTarget:
     """An upstream workflow as the target knows it, for rendering a dependency on it."""

@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any
 
 from migrator.errors import StoreError
+from migrator.providers.base import split_warning
 from migrator.store import TERMINAL, Item, Run, State, Store
 
 FAILED_STATES = (State.FAILED.value, State.INVALID.value)
@@ -57,7 +58,7 @@ async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any
     warnings = [
         {"key": i.key, "rule": rule, "message": message}
         for i in items
-        for rule, message in map(_split_warning, i.warnings)
+        for rule, message in map(split_warning, i.warnings)
     ]
     rules = Counter(w["rule"] for w in warnings)
     retried = sorted((i for i in items if i.retries), key=lambda i: (-i.retries, i.key))
@@ -117,12 +118,6 @@ def _failure(item: Item) -> dict[str, Any]:
         "attempts": item.attempts,
         "retries": item.retries,
     }
-
-
-def _split_warning(warning: str) -> tuple[str, str]:
-    """Translation warnings read ``rule: what happened``; the rule is what they are grouped by."""
-    rule, _, message = warning.partition(":")
-    return rule, (message or warning).strip()
 
 
 def _run_facts(run: Run) -> dict[str, Any]:

@@ -68,9 +68,9 @@ _NONE = Mappings()
 class _Mapper:
     def __init__(self, wf: Workflow, mappings: Mappings) -> None:
         self.wf, self.m = wf, mappings
-        prefixes = sorted(mappings.paths, key=len, reverse=True)
+        self.prefixes = sorted(mappings.paths, key=len, reverse=True)  # the longest matches first
         # One pass over the text with the longest prefix first, so a replacement is never rewritten.
-        self.in_text = re.compile("|".join(re.escape(p) for p in prefixes)) if prefixes else None
+        self.in_text = re.compile("|".join(re.escape(p) for p in self.prefixes)) if self.prefixes else None
 
     def fail(self, field: str, reason: str) -> TranslationError:
         return TranslationError(f"workflow {self.wf.name!r}: {field}: {reason}")
@@ -94,7 +94,7 @@ class _Mapper:
         return folder
 
     def path(self, field: str, path: str) -> str:
-        for prefix in sorted(self.m.paths, key=len, reverse=True):
+        for prefix in self.prefixes:
             if path.startswith(prefix):
                 return self.m.paths[prefix] + path[len(prefix) :]
         if self.m.covers(self.m.paths):

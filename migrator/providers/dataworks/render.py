@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from migrator.model import FailureAction, Task, TaskKind, Workflow
-from migrator.providers.base import UpstreamTarget
+from migrator.providers.base import UpstreamTarget, warning
 from migrator.translate import mapping
 from migrator.translate.cron import Dialect
 from migrator.translate.kinds import SHELL_TYPES, target_type
@@ -72,7 +72,7 @@ class _Renderer:
         self.macros = writer(wf, Syntax.DATAWORKS, lambda m: self.warn("macros", m))
 
     def warn(self, rule: str, message: str) -> None:
-        self.warnings.append(f"{rule}: {message}")
+        self.warnings.append(warning(rule, message))
 
     def trigger(self) -> dict[str, Any]:
         sched = self.wf.schedule

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from migrator.model import Task, TaskKind, Workflow
-from migrator.providers.base import UpstreamTarget
+from migrator.providers.base import UpstreamTarget, warning
 from migrator.translate import mapping
 from migrator.translate.cron import Dialect
 from migrator.translate.dag import topological_order
@@ -199,7 +199,7 @@ class _Renderer:
         self.macros = writer(wf, Syntax.EMR, lambda m: self.warn("macros", m))
 
     def warn(self, rule: str, message: str) -> None:
-        self.warnings.append(f"{rule}: {message}")
+        self.warnings.append(warning(rule, message))
 
     def job(self, task: Task) -> JobPlan:
         choice = target_type(TARGET, task.kind, source=self.wf.source.system, overrides=self.kinds)

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from migrator.errors import TranslationError
 from migrator.model import FailureAction, Task, TaskKind, Workflow
-from migrator.providers.base import UpstreamTarget
+from migrator.providers.base import UpstreamTarget, warning
 from migrator.translate import mapping
 from migrator.translate.cron import Dialect
 from migrator.translate.kinds import SHELL_TYPES as KIND_SHELL_TYPES
@@ -134,7 +134,7 @@ class _Renderer:
         self.macros = writer(wf, Syntax.ENOS, lambda m: self.warn("macros", m))
 
     def warn(self, rule: str, message: str) -> None:
-        self.warnings.append(f"{rule}: {message}")
+        self.warnings.append(warning(rule, message))
 
     # --- the flow ------------------------------------------------------------------------------
 
