@@ -11,21 +11,69 @@ verifiers always URL-decode first and then canonicalise with :func:`percent_enco
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
-import uuid
+import re
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 V3_ALGORITHM = "ACS3-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+#: Every ASCII character's encoding, for ``str.translate``: it runs in C, where ``quote`` loops in
+#: Python per byte, which was a tenth of the engine's time on a 15 kB DataWorks spec.
+_ASCII_ENCODED = [chr(c) if chr(c) in _UNRESERVED else f"%{c:02X}" for c in range(128)]
+#: A ``%`` that does not start an escape: such text is decoded by ``unquote``'s rules.
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def percent_encode(value: str) -> str:
     """RFC 3986 encoding as POP signs it: unreserved kept, space ``%20``, ``*`` ``%2A``, ``~`` kept."""
+    if value.isascii():
+        return value.translate(_ASCII_ENCODED)
     return quote(value, safe="~")
+
+
+def form_encode(pairs: Iterable[tuple[str, str]]) -> str:
+    """A query string or form body as POP clients send it (space ``%20``, not ``+``)."""
+    return "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in pairs)
+
+
+def _unquote(text: str) -> str:
+    """``urllib.parse.unquote`` (UTF-8, invalid bytes replaced), in C for well-formed text.
+
+    Quoted-printable decoding is percent-decoding with ``=`` for ``%``; ``binascii.a2b_qp`` does
+    it in C, about six times faster on a large spec. It also joins lines and drops trailing
+    blanks, so text with ``=``, blanks or control characters, a stray ``%`` or non-ASCII
+    characters (none of which a conforming client sends) takes ``unquote`` itself.
+    """
+    if "%" not in text:
+        return text
+    if (
+        not text.isascii()
+        or "=" in text
+        or " " in text
+        or not text.isprintable()
+        or _STRAY_PERCENT.search(text)
+    ):
+        return unquote(text)
+    return binascii.a2b_qp(text.replace("%", "=")).decode("utf-8", "replace")
+
+
+def form_decode(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True)``: ``&``-separated, ``+`` a space, then unquoted."""
+    pairs = []
+    for field in text.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            pairs.append((_unquote(name.replace("+", "%20")), _unquote(value.replace("+", "%20"))))
+    return pairs
 
 
 def utc_timestamp(now: datetime | None = None) -> str:
@@ -33,7 +81,7 @@ def utc_timestamp(now: datetime | None = None) -> str:
 
 
 def new_nonce() -> str:
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -173,13 +221,21 @@ REQUIRED_V3_HEADERS = frozenset(
 )
 
 
+_TIMESTAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z")
+
+
 def _parse_time(value: str) -> datetime:
+    """``%Y-%m-%dT%H:%M:%SZ`` exactly (``strptime`` was a twentieth of a sandbox call)."""
+    m = _TIMESTAMP.fullmatch(value)
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise SignatureError(
-            "InvalidTimeStamp.Format", f"Specified time stamp or date value is not well formatted: {value}"
-        ) from exc
+        if m is not None:
+            year, month, day, hour, minute, second = (int(g) for g in m.groups())
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        pass  # 2024-02-30 and the like
+    raise SignatureError(
+        "InvalidTimeStamp.Format", f"Specified time stamp or date value is not well formatted: {value}"
+    )
 
 
 def verify(

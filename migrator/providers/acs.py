@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
@@ -100,7 +100,7 @@ class AcsClient:
         assert ak is not None
         assert secret is not None
         params = dict(query or {})
-        body = urlencode(form, quote_via=quote).encode() if form else b""
+        body = acs.form_encode(form.items()).encode() if form else b""
         headers: dict[str, str]
         if self._cfg.signature == "v3":
             headers = acs.v3_sign(
@@ -123,7 +123,7 @@ class AcsClient:
                 headers["content-type"] = FORM
         headers.pop("host", None)
         url = URL(
-            f"{self._base}/?{urlencode(params, quote_via=quote)}" if params else f"{self._base}/",
+            f"{self._base}/?{acs.form_encode(params.items())}" if params else f"{self._base}/",
             encoded=True,
         )
         answer = await send(

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 import structlog
 from aiohttp import web
@@ -252,11 +251,11 @@ class _Wire:
 
 async def _read(request: web.Request) -> _Wire:
     """Decode query and form (``+`` is a space on the wire); keep the body bytes for V3's hash."""
-    query = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
+    query = acs.form_decode(request.rel_url.raw_query_string)
     body = await request.read()
     form: list[tuple[str, str]] = []
     if body and request.content_type == FORM_CONTENT_TYPE:
-        form = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        form = acs.form_decode(body.decode("utf-8", errors="replace"))
     return _Wire(request.method, request.path, query, form, _lower_headers(request), body)
 
 
