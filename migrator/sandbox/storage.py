@@ -22,6 +22,7 @@ _SCHEMA = (
         kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL DEFAULT '', parent TEXT,
         body TEXT NOT NULL, PRIMARY KEY (kind, id))""",
     "CREATE INDEX IF NOT EXISTS objects_parent ON objects (kind, parent)",
+    "CREATE INDEX IF NOT EXISTS objects_name ON objects (kind, name)",
     """CREATE TABLE IF NOT EXISTS jobs (
         id TEXT PRIMARY KEY, type TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT NOT NULL,
         error TEXT NOT NULL, created_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL, payload TEXT NOT NULL)""",
@@ -161,6 +162,14 @@ class SandboxStore:
         rows = self._db.execute(
             f"SELECT body FROM objects WHERE kind = ?2 AND {match} ORDER BY rowid LIMIT ?3 OFFSET ?4",
             (name_contains, kind, limit, offset),
+        ).fetchall()
+        return [_loads(r[0]) for r in rows]
+
+    def named(self, kind: str, name: str) -> list[dict[str, Any]]:
+        """Objects of a kind called exactly ``name``, oldest first: an indexed lookup, where the
+        substring match of :meth:`objects` must scan every name (a fifth of an EnOS import)."""
+        rows = self._db.execute(
+            "SELECT body FROM objects WHERE kind = ? AND name = ? ORDER BY rowid", (kind, name)
         ).fetchall()
         return [_loads(r[0]) for r in rows]
 
