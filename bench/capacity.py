@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness import DEFAULT_WORK, JobDir, emit, inventory, load, migrator, run_child, served
+from harness import DEFAULT_WORK, JobDir, cpu_seconds, emit, inventory, load, migrator, run_child, served
 
 KINDS = ("dataworks", "emr", "enos")
 #: Async imports finish at once and are polled at once: nothing but the engine's work to wait for.
@@ -47,6 +47,7 @@ def measure(job: JobDir) -> dict[str, Any]:
         "items_per_s": round(items / run["seconds"], 1),
         "calls_per_item": round(run["calls"] / items, 2) if items else None,
         "cpu_seconds": round(child.cpu_seconds, 2),
+        "cpu_ms_per_call": round(child.cpu_seconds * 1000 / run["calls"], 3),
         "maxrss_mb": round(child.maxrss_mb, 1),
     }
 
@@ -75,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.sandbox == "served":
             with served("--job-delay", "0,0") as info:
                 job.served = info[kind]
+                before = cpu_seconds(info["pid"])
                 figures[kind] = measure(job.write())
+                sandbox = cpu_seconds(info["pid"]) - before
+                figures[kind]["sandbox_cpu_seconds"] = round(sandbox, 2)
+                figures[kind]["sandbox_cpu_ms_per_call"] = round(sandbox * 1000 / figures[kind]["calls"], 3)
         else:
             figures[kind] = measure(job.write())
     figures["load_after"] = load()

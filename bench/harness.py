@@ -231,7 +231,8 @@ def migrator(*args: str | Path) -> list[str]:
 
 @contextmanager
 def served(*options: str) -> Iterator[dict[str, Any]]:
-    """``migrator sandbox OPTIONS`` in its own process; yields its JSON line (endpoints, credentials)."""
+    """``migrator sandbox OPTIONS`` in its own process; yields its JSON line (endpoints, credentials)
+    with the process id added as ``pid``."""
     proc = subprocess.Popen(
         migrator("sandbox", *options), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env=child_env(), cwd=ROOT,
@@ -241,7 +242,15 @@ def served(*options: str) -> Iterator[dict[str, Any]]:
         line = proc.stdout.readline()
         if not line:
             raise RuntimeError("migrator sandbox exited before it was ready")
-        yield json.loads(line)
+        info = json.loads(line)
+        info["pid"] = proc.pid
+        yield info
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a live process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
