@@ -345,23 +345,29 @@ class _Planner:
         """Decide the deferred workflows in rounds, upstream first; what never resolves is a cycle."""
         while True:
             moved = 0
-            self.db.execute("BEGIN")
-            for seq, key, name, why, target_id, refs, record, action in self.db.execute(
+            after = 0
+            # Page by page: each deferred line holds its whole source record, and a million
+            # workflows with upstreams fetched at once took gigabytes.
+            while page := self.db.execute(
                 "SELECT seq, key, name, detail, target_id, refs, workflow, planned_action FROM plan "
-                "WHERE action = 'deferred' ORDER BY seq"
+                "WHERE action = 'deferred' AND seq > ? ORDER BY seq LIMIT ?",
+                (after, BATCH),
             ).fetchall():
-                decided = await self._upstreams(json.loads(refs))
-                if decided is None:
-                    continue  # an upstream is itself still deferred
-                moved += 1
-                targets, blocked = decided
-                if blocked:
-                    self._line(key, name, "blocked", code="UpstreamFailed", detail=blocked, seq=seq)
-                    continue
-                workflow = Workflow.model_validate(json.loads(record))
-                self._render(key, name, workflow, action, why, target_id, targets, seq)
-            self.db.execute("COMMIT")
-            await anyio.lowlevel.checkpoint()
+                self.db.execute("BEGIN")
+                for seq, key, name, why, target_id, refs, record, action in page:
+                    decided = await self._upstreams(json.loads(refs))
+                    if decided is None:
+                        continue  # an upstream is itself still deferred
+                    moved += 1
+                    targets, blocked = decided
+                    if blocked:
+                        self._line(key, name, "blocked", code="UpstreamFailed", detail=blocked, seq=seq)
+                        continue
+                    workflow = Workflow.model_validate(json.loads(record))
+                    self._render(key, name, workflow, action, why, target_id, targets, seq)
+                self.db.execute("COMMIT")
+                after = page[-1][0]
+                await anyio.lowlevel.checkpoint()
             if not moved:
                 break
         self._cycles()
@@ -448,7 +454,7 @@ class _Planner:
             return
         states = [s for s in State if s not in IN_FLIGHT]
         self.db.execute("BEGIN")
-        for item in await self.store.in_states(self.job.name, states):
+        async for item in self.store.each_in_states(self.job.name, states):
             if not self._known(item.key):
                 where = f"at the target as {item.target_id}" if item.target_id else "not at the target"
                 self._line(

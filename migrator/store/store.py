@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -373,6 +373,23 @@ class Store:
             (job, *wanted, limit),
         )
         return [Item.from_row(r) for r in rows]
+
+    async def each_in_states(
+        self, job: str, states: Iterable[State], page: int = 1000
+    ) -> AsyncIterator[Item]:
+        """Every item in one of ``states``, in key order, read a page at a time: a job's whole
+        store in memory at once is gigabytes for a million workflows."""
+        wanted = [s.value for s in states]
+        marks = ",".join("?" * len(wanted))
+        after = ""
+        while rows := await self._fetchall(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND key > ? AND state IN ({marks}) "
+            "ORDER BY key LIMIT ?",
+            (job, after, *wanted, page),
+        ):
+            for row in rows:
+                yield Item.from_row(row)
+            after = str(rows[-1][1])
 
     async def unseen(self, job: str, run_id: int, besides: Iterable[State]) -> list[Item]:
         """Items run ``run_id`` did not read from its source, except those in ``besides``."""

@@ -307,3 +307,27 @@ def test_user_text_in_a_plan_is_shown_not_interpreted(tmp_path: Path) -> None:
     sheet = migrator("plan", job, "--config", config, "--format", "csv")
     (row,) = list(csv.DictReader(io.StringIO(sheet.stdout)))
     assert row["name"] == "'" + name
+
+
+def test_a_plan_decides_more_workflows_with_upstreams_than_a_page_holds(tmp_path: Path) -> None:
+    """Deferred lines are read back a page at a time (each holds its whole record): 450 in a chain
+    span three pages, and every one is decided with its upstream, none skipped or repeated."""
+    records = [
+        {
+            "source": {"system": "emr", "id": f"w{i:03d}"},
+            "name": f"w{i:03d}",
+            "schedule": {"cron": "0 0 2 * * ?"},
+            "tasks": [{"name": "t", "kind": "shell", "content": "echo"}],
+            "upstream": [f"emr:w{i - 1:03d}"] if i else [],
+        }
+        for i in range(451)
+    ]
+    inv = tmp_path / "inv.jsonl"
+    inv.write_text("".join(json.dumps(r) + "\n" for r in records))
+    job, config = _job(tmp_path, "chain", f'paths = ["{inv}"]', "dataworks")
+    result = migrator("plan", job, "--config", config, "--format", "json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    items = json.loads(result.stdout)["items"]
+    assert [i["name"] for i in items] == [r["name"] for r in records]
+    assert {i["action"] for i in items} == {"create"}
+    assert not any(w["rule"] == "upstream-workflows" for i in items for w in i["warnings"])

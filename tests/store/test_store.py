@@ -125,3 +125,18 @@ async def test_seen_marks_without_event_and_repolls_are_quiet(tmp_path: Path) ->
         assert [i.key for i in await store.due_polls(JOB, 5.0, 10)] == ["a"]
         assert await store.due_polls(JOB, 4.9, 10) == []
         assert await store.next_poll_at(JOB) == 5.0
+
+
+async def test_each_in_states_reads_every_matching_item_once_across_pages(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        run = await store.start_run("j", "migrate", "t")
+        states = [State.PENDING, State.INVALID, State.PENDING, State.INVALID, State.PENDING]
+        await store.apply(
+            "j", run, [Record(f"k{n}", f"n{n}", "o", "t", state) for n, state in enumerate(states)]
+        )
+        await store.apply("other", run, [Record("k9", "n9", "o", "t", State.PENDING)])
+        found = [i.key async for i in store.each_in_states("j", [State.PENDING], page=2)]
+        assert found == ["k0", "k2", "k4"]
+        assert [i.key async for i in store.each_in_states("j", list(State), page=1)] == [
+            f"k{n}" for n in range(5)
+        ]
