@@ -563,6 +563,10 @@ class Pipeline:
             verdict = await self.gate.judge(entry.workflow) if entry.workflow.upstream else Verdict({})
             if verdict.blocked:
                 await self._fail_pending(entry.key, entry.name, "UpstreamFailed", verdict.blocked)
+            elif verdict.waits_on and self.stopped:
+                # Stays `pending` for the next run, as what is ready does: held, it would keep its
+                # whole workflow in memory while the reader goes on through the inventory.
+                continue
             elif verdict.waits_on:
                 self.gate.hold(entry, row, verdict.waits_on)
                 if self.settlements != seen:  # an upstream may have settled while it was judged

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from migrator.config import Config, JobConfig, PollPolicy, ProviderConfig, SourceConfig, TargetConfig
+from migrator.engine.gate import Gate
 from migrator.engine.pipeline import Outcome, Pipeline
 from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
@@ -21,7 +23,7 @@ from migrator.inventory import Entry
 from migrator.providers.dataworks.render import node_id, workflow_id
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.server import SandboxHandle, running
-from migrator.store import Item, State, Store
+from migrator.store import Item, RunCost, State, Store
 from migrator.translate.mapping import Mappings
 
 
@@ -206,3 +208,28 @@ async def test_an_upstream_that_settles_while_its_downstream_is_judged_still_rel
     outcome = await migrate(tmp_path, sandbox, records, store_class=_SlowJudge, pause_before="b")
     assert outcome.exit_code == 0, outcome.counts
     assert (await items(tmp_path))["t:b"].state is State.DONE
+
+
+async def test_a_stopped_run_holds_no_downstream_in_memory(
+    tmp_path: Path, sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a quota stop the reader still records the rest of the inventory as `pending`; a
+    workflow waiting on an upstream must not be held (with its whole record) until the run ends."""
+    held: list[str] = []
+    original = Gate.hold
+
+    def hold(gate: Gate, entry: Entry, row: Item | None, waits_on: Iterable[str]) -> None:
+        held.append(entry.key)
+        original(gate, entry, row, waits_on)
+
+    monkeypatch.setattr(Gate, "hold", hold)
+    async with await Store.open(tmp_path / "state.db") as store:
+        earlier = await store.start_run("deps", "migrate", "dw")
+        until = time.time() + 3600
+        await store.finish_run(earlier, "stopped", RunCost(stopped="daily quota", parked_until=until))
+    records = [wf("up"), *(wf(f"down{n}", ("t:up",)) for n in range(5))]
+    outcome = await migrate(tmp_path, sandbox, records)
+    assert outcome.stopped is not None
+    assert {s: n for s, n in outcome.counts.items() if n} == {"pending": 6}
+    assert held == []
+    assert await specs(sandbox) == {}
