@@ -5,9 +5,11 @@ It builds the state database an interrupted run over a ``--rows`` workflow inven
 one interrupted run, every item ``done`` with its six transitions in the event log, except
 ``--pending`` of them (a share) still ``pending``. ``--layout spread`` puts a pending item every
 ``1 / pending`` lines (as ``migrator retry`` leaves failures put back); ``--layout end`` puts them
-all at the end of the inventory (as a run killed part-way leaves it: a resume then re-reads
-everything before them). Content hashes are those of the inventory lines (a migration does not
-compare them; a sync would).
+all at the end of the inventory (as a run stopped part-way leaves it, a quota say: it has read
+and recorded the rest without sending it). Content hashes are those of the inventory lines (a
+migration does not compare them; a sync would). As a real run does, it records where each
+item's line starts and the read frontier: the whole file read by run 1, the epoch
+(``tests/engine/test_frontier.py`` checks that a real interrupted run leaves the same).
 
 Then it times ``migrator run`` (a child process) against a ``migrator sandbox`` process until
 the sandbox has counted its first write call (``GET /_sandbox/calls``, looked at every 10 ms),
@@ -57,8 +59,9 @@ _DONE_EVENTS = (
 )
 
 
-def _lines(inv: Path) -> Iterator[tuple[int, str, str, str]]:
-    """(line number, key, name, content hash) of every inventory line."""
+def _lines(inv: Path) -> Iterator[tuple[int, str, str, str, int]]:
+    """(line number, key, name, content hash, byte offset) of every inventory line."""
+    offset = 0
     with inv.open("rb") as fh:
         for number, line in enumerate(fh, start=1):
             head = _HEAD.match(line)
@@ -67,7 +70,8 @@ def _lines(inv: Path) -> Iterator[tuple[int, str, str, str]]:
             else:
                 record = json.loads(line)
                 name, system, ident = record["name"], record["source"]["system"], record["source"]["id"]
-            yield number, f"{system}:{ident}", name, hashlib.sha256(line).hexdigest()
+            yield number, f"{system}:{ident}", name, hashlib.sha256(line).hexdigest(), offset
+            offset += len(line)
 
 
 def build_store(state: Path, inv: Path, rows: int, pending: float, layout: str) -> dict[str, int]:
@@ -87,9 +91,11 @@ def build_store(state: Path, inv: Path, rows: int, pending: float, layout: str) 
     items: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
     counts = {"done": 0, "pending": 0}
-    for number, key, name, digest in _lines(inv):
+    read = (0, 0)  # the frontier: line number, and the offset after it
+    for number, key, name, digest, offset in _lines(inv):
         if number > rows:
             break
+        read = (number, offset)
         is_pending = every and (number % every == 0 if layout == "spread" else number > first_pending)
         at = started + number * 0.003
         origin = f"{inv}:{number}"
@@ -103,11 +109,21 @@ def build_store(state: Path, inv: Path, rows: int, pending: float, layout: str) 
         polls = 1 if state == "done" else 0
         items.append(
             (JOB, key, name, origin, TARGET, digest, submitted, state, int(state == "done"), target_id,
-             job_id, None, None, polls, None, None, "[]", 1, at, at, 1, None, 0)
+             job_id, None, None, polls, None, None, "[]", 1, at, at, 1, None, 0, offset)
         )  # fmt: skip
         if len(items) == 10_000:
             _flush(conn, items, events)
     _flush(conn, items, events)
+    line, offset = read
+    with inv.open("rb") as fh:  # the end of the last line recorded
+        fh.seek(offset)
+        end = offset + len(fh.readline()) if line else 0
+    st = inv.stat()
+    conn.execute(
+        "INSERT INTO frontiers (job, seq, name, path, size, mtime_ns, inode, epoch, byte_offset, line) "
+        "VALUES (?, 0, ?, ?, ?, ?, ?, 1, ?, ?)",
+        (JOB, str(inv), str(inv.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, end, line),
+    )
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -123,8 +139,8 @@ def _flush(conn: sqlite3.Connection, items: list[tuple[Any, ...]], events: list[
     conn.executemany(
         "INSERT INTO items (job, key, name, origin, target, content_hash, submitted_hash, state, attempts, "
         "target_id, remote_job_id, next_poll_at, deadline_at, polls, error_code, error_message, warnings, "
-        "run_id, created_at, updated_at, seen_run, not_before, retries) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "run_id, created_at, updated_at, seen_run, not_before, retries, byte_offset) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         items,
     )
     conn.executemany(

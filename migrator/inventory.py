@@ -25,14 +25,31 @@ SUFFIXES = (*LINE_SUFFIXES, ".json")
 
 
 @dataclass(frozen=True, slots=True)
+class Place:
+    """Where a JSON Lines record was met reading its file in order: the file (as origins name
+    it), the line's number, and the bytes ``[offset, end)`` it spans. A resumed migration seeks
+    to ``offset`` to read the record again, and reads on from ``end`` (see engine.frontier)."""
+
+    file: str
+    line: int
+    offset: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """One inventory record: a valid workflow, or the reason it is not one."""
+    """One inventory record: a valid workflow, or the reason it is not one.
+
+    ``place`` is set for a record read in order from a JSON Lines file (None for a JSON array's,
+    or for a record read again out of order).
+    """
 
     origin: str
     key: str
     name: str
     workflow: Workflow | None = None
     error: str | None = None
+    place: Place | None = None
 
 
 def explain(exc: ValidationError) -> str:
@@ -58,15 +75,15 @@ def _identity(obj: Any, origin: str) -> tuple[str, str]:
     return f"{system}:{ident}", name
 
 
-def _entry(obj: Any, origin: str) -> Entry:
+def _entry(obj: Any, origin: str, place: Place | None) -> Entry:
     try:
         wf = Workflow.model_validate(obj)
     except ValidationError as exc:
         key, name = _identity(obj, origin)
         reason = explain(exc)
         label = f"workflow {name!r}: " if name != "?" and not reason.startswith("workflow ") else ""
-        return Entry(origin, key, name, error=f"{origin}: {label}{reason}")
-    return Entry(origin, wf.key, wf.name, workflow=wf)
+        return Entry(origin, key, name, error=f"{origin}: {label}{reason}", place=place)
+    return Entry(origin, wf.key, wf.name, workflow=wf, place=place)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +93,7 @@ class Document:
     origin: str
     value: Any = None
     error: str | None = None
+    place: Place | None = None
 
 
 def _first_byte(fh: BinaryIO) -> bytes:
@@ -86,26 +104,37 @@ def _first_byte(fh: BinaryIO) -> bytes:
             return byte
 
 
-def documents(path: Path) -> Iterator[Document]:
+def _line(raw: bytes, origin: str, place: Place | None = None) -> Document:
+    """One JSON Lines record (``raw`` not blank; stripped, so that a column counts from its text)."""
+    try:
+        return Document(origin, json.loads(raw.strip()), place=place)
+    except json.JSONDecodeError as exc:
+        return Document(origin, error=f"malformed JSON ({exc.msg} at column {exc.colno})", place=place)
+    except UnicodeDecodeError:
+        return Document(origin, error="not UTF-8 text", place=place)
+
+
+def documents(path: Path, *, offset: int = 0, line: int = 0) -> Iterator[Document]:
     """Every JSON value of a file, streamed: one per line (``.jsonl``), or an array's items, or one.
 
     Shared by every reader of JSON files (canonical inventories, provider export files), so that
     memory stays flat and a bad record is reported the same way everywhere. Parser messages are
     cut to their first line: later lines quote the file, which may hold secrets.
+
+    A JSON Lines file may be read from ``offset`` (the start of a line), ``line`` being the
+    number of the line before it, so that origins keep their line numbers; each of its
+    documents carries its :class:`Place`.
     """
     with path.open("rb") as fh:
         if path.suffix in LINE_SUFFIXES:
-            for number, raw in enumerate(fh, start=1):
-                line, origin = raw.strip(), f"{path}:{number}"
-                if not line:
-                    continue
-                try:
-                    yield Document(origin, json.loads(line))
-                except json.JSONDecodeError as exc:
-                    yield Document(origin, error=f"malformed JSON ({exc.msg} at column {exc.colno})")
-                except UnicodeDecodeError:
-                    yield Document(origin, error="not UTF-8 text")
+            fh.seek(offset)
+            name = str(path)
+            for raw in fh:
+                line, start, offset = line + 1, offset, offset + len(raw)
+                if raw.strip():
+                    yield _line(raw, f"{name}:{line}", Place(name, line, start, offset))
             return
+        assert offset == 0, "only JSON Lines files are read from an offset"
         if _first_byte(fh) != b"[":
             try:
                 yield Document(str(path), json.load(fh))
@@ -126,17 +155,39 @@ def documents(path: Path) -> Iterator[Document]:
             )
 
 
-def read(paths: Iterable[Path]) -> Iterator[Entry]:
-    """Every record of every file (directories are read in name order), in file order."""
+def line_at(fh: BinaryIO, offset: int, origin: str) -> Document | None:
+    """The JSON Lines record that starts at ``offset`` of an open file, read again out of order
+    (None if there is none: the end of the file, or a blank line)."""
+    fh.seek(offset)
+    raw = fh.readline()
+    return _line(raw, origin) if raw.strip() else None
+
+
+def entry(doc: Document) -> Entry:
+    """A document as an inventory record: a workflow, or why it is not one."""
+    if doc.error is not None:
+        return Entry(doc.origin, doc.origin, "?", error=f"{doc.origin}: {doc.error}", place=doc.place)
+    return _entry(doc.value, doc.origin, doc.place)
+
+
+def files(paths: Iterable[Path]) -> list[Path]:
+    """The files ``paths`` name, in reading order: directories expanded to their inventory files,
+    by name; a path that does not exist is kept (reading it says so)."""
+    found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            yield from read(sorted(p for p in path.iterdir() if p.suffix in SUFFIXES))
-        elif not path.exists():
+            found += files(sorted(p for p in path.iterdir() if p.suffix in SUFFIXES))
+        else:
+            found.append(path)
+    return found
+
+
+def read(paths: Iterable[Path]) -> Iterator[Entry]:
+    """Every record of every file (directories are read in name order), in file order."""
+    for path in files(paths):
+        if not path.exists():
             origin = str(path)
             yield Entry(origin, origin, "?", error=f"{path}: inventory file not found")
         else:
             for doc in documents(path):
-                if doc.error is not None:
-                    yield Entry(doc.origin, doc.origin, "?", error=f"{doc.origin}: {doc.error}")
-                else:
-                    yield _entry(doc.value, doc.origin)
+                yield entry(doc)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from migrator.inventory import read
+from migrator.inventory import documents, entry, line_at, read
 
 GOOD = {"name": "ok", "tasks": [{"name": "a"}]}
+
+
+def wf(name: str) -> dict[str, object]:
+    return {"name": name, "tasks": [{"name": "a"}]}
 
 
 def test_jsonl_bad_lines_are_reported_with_file_and_line(tmp_path: Path) -> None:
@@ -67,3 +71,31 @@ def test_directory_and_missing_file(tmp_path: Path) -> None:
     entries = list(read([tmp_path, tmp_path / "nope.jsonl"]))
     assert [e.name for e in entries[:2]] == ["a", "b"]
     assert entries[2].error == f"{tmp_path / 'nope.jsonl'}: inventory file not found"
+
+
+def test_jsonl_records_carry_their_place_and_reading_resumes_after_one(tmp_path: Path) -> None:
+    """What the read frontier relies on: a record's bytes are where its place says, and reading
+    on from a place's end numbers the lines as a reading from the start does."""
+    inv = tmp_path / "inv.jsonl"
+    lines = [json.dumps(wf("a")), "", "{broken", json.dumps(wf("b")), "  ", json.dumps(wf("c"))]
+    data = ("\n".join(lines) + "\n").encode()
+    inv.write_bytes(data)
+    whole = [entry(d) for d in documents(inv)]
+    assert [(e.origin, e.key) for e in whole] == [
+        (f"{inv}:1", "inventory:a"),
+        (f"{inv}:3", f"{inv}:3"),
+        (f"{inv}:4", "inventory:b"),
+        (f"{inv}:6", "inventory:c"),
+    ]
+    for e in whole:
+        assert e.place is not None
+        assert (e.place.file, e.place.line) == (str(inv), int(e.origin.rsplit(":", 1)[1]))
+        assert data[e.place.offset : e.place.end].rstrip(b"\n") == lines[e.place.line - 1].encode()
+    a = whole[0].place
+    assert a is not None
+    assert [entry(d) for d in documents(inv, offset=a.end, line=a.line)] == whole[1:]
+    with inv.open("rb") as fh:
+        again = [line_at(fh, e.place.offset, e.origin) for e in whole if e.place is not None]
+        assert line_at(fh, a.end, "x") is None  # a blank line holds no record
+    assert [entry(d).key for d in again if d is not None] == [e.key for e in whole]
+    assert all(d is not None and d.place is None for d in again), "read out of order: no place"

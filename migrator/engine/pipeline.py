@@ -26,8 +26,10 @@ from structlog.contextvars import bound_contextvars
 
 from migrator.config import JobConfig, ProviderConfig, TargetConfig
 from migrator.engine.flow import tally
+from migrator.engine.frontier import Frontier
 from migrator.engine.gate import Gate, Verdict
 from migrator.engine.poller import Poller
+from migrator.engine.source import Inventory
 from migrator.errors import ProviderError, ProviderStopped, TranslationError
 from migrator.inventory import Entry
 from migrator.log import moment
@@ -40,6 +42,7 @@ from migrator.store import (
     Move,
     Part,
     PartMove,
+    Reached,
     Record,
     RunCost,
     Seen,
@@ -220,6 +223,8 @@ class Pipeline:
     settlements: int = 0
     """Items settled so far: a judge that saw it change may have read a stale upstream."""
     read_count: int = 0
+    frontier: Frontier | None = None
+    """A migration of a canonical inventory reads it through its read frontier."""
     submits_done: anyio.Event = field(default_factory=anyio.Event)
     translated: anyio.Event = field(default_factory=anyio.Event)
     gate: Gate = field(init=False)
@@ -459,7 +464,7 @@ class Pipeline:
     async def read(self, tx: MemoryObjectSendStream[Entry]) -> None:
         async with tx:
             unreported = 0
-            async for entry in self.source():
+            async for entry in self._entries():
                 await tx.send(entry)
                 self.read_count += 1
                 unreported += 1
@@ -468,6 +473,61 @@ class Pipeline:
                     unreported = 0
                     await anyio.lowlevel.checkpoint()
             self.observer.read(unreported, finished=True)
+
+    async def _entries(self) -> AsyncIterator[Entry]:
+        """The source; through its read frontier where a migration reads a canonical inventory.
+
+        Any other reading forgets the job's frontier (a sync reads and compares every line, other
+        sources have no lines to seek to): it would no longer describe what runs have read.
+        """
+        if self.job.mode == "migrate" and isinstance(self.source, Inventory):
+            job, paths = self.job.name, self.source.paths
+            self.frontier = Frontier(self.store, job, self.run_id, paths, self._count_unread)
+            await self.frontier.start()
+            async for entry in self.frontier.entries():
+                yield entry
+            return
+        await self.store.forget_frontier(self.job.name)
+        async for entry in self.source():
+            yield entry
+
+    def _count_unread(self, by_state: Mapping[State, int], sign: int) -> None:
+        """Items before the read frontier that are not read again count as a full scan counts
+        them: read, and settled by an earlier run (``sign`` -1: no longer, after a fallback)."""
+        read = sum(by_state.values()) * sign
+        self.read_count += read
+        self.observer.read(read)
+        for state, n in by_state.items():
+            if state in TERMINAL:
+                self.observer.settled(state, n * sign, earlier=True)
+
+    @property
+    def since(self) -> int:
+        """Items read by this run, or by a run since this one, count as read before (a resume's epoch)."""
+        return self.frontier.epoch if self.frontier is not None else self.run_id
+
+    def _read_before(self, row: Item | None, entry: Entry) -> bool:
+        """The entry's key was read before it: earlier in this run, or from another line before
+        the read frontier this run resumes from."""
+        if row is None or row.seen_run is None or row.seen_run < self.since:
+            return False
+        return row.seen_run == self.run_id or row.origin != entry.origin
+
+    def _recorded(self, row: Item | None, entry: Entry, first_seen: Mapping[str, str]) -> bool:
+        """A line this run has recorded already (in this batch, or before): read again at its
+        offset before the resume fell back to the full scan that now meets it in order."""
+        if self.frontier is None or not self.frontier.fell_back:
+            return False
+        if entry.key in first_seen:
+            return first_seen[entry.key] == entry.origin
+        return row is not None and row.seen_run == self.run_id and row.origin == entry.origin
+
+    def _reached(self, batch: list[Entry]) -> list[Change]:
+        """How far a batch takes each file's read frontier (its entries come in file order)."""
+        if self.frontier is None or not self.frontier.kept:
+            return []
+        last = {e.place.file: e.place for e in batch if e.place is not None}
+        return [Reached(p.file, p.end, p.line) for p in last.values()]
 
     async def translate(self, rx: MemoryObjectReceiveStream[Entry], tx: MemoryObjectSendStream[Work]) -> None:
         try:
@@ -493,7 +553,10 @@ class Pipeline:
         now = self.clock()
         for entry in batch:
             row = existing.get(entry.key)
-            if entry.key in first_seen or (row is not None and row.seen_run == self.run_id):
+            if self._recorded(row, entry, first_seen):
+                continue
+            offset = entry.place.offset if entry.place is not None else None
+            if entry.key in first_seen or self._read_before(row, entry):
                 first = first_seen.get(entry.key, row.origin if row else "?")
                 message = f"{entry.origin}: key {entry.key!r} already read at {first}"
                 changes.append(
@@ -505,6 +568,7 @@ class Pipeline:
                         State.INVALID,
                         error_code="DuplicateKey",
                         error_message=message,
+                        offset=offset,
                     )
                 )
                 self.observer.settled(State.INVALID)
@@ -525,7 +589,7 @@ class Pipeline:
                     self.observer.settled(compared.settled, earlier=True)  # no work this run
                     continue
             elif row is not None and (row.state in SETTLED_OR_IN_FLIGHT or waiting):
-                changes.append(Seen(entry.key))
+                changes.append(Seen(entry.key, entry.origin, offset))
                 if row.state in TERMINAL:
                     self.observer.settled(row.state, earlier=True)
                 continue
@@ -539,14 +603,16 @@ class Pipeline:
                         State.INVALID,
                         error_code="InvalidInput",
                         error_message=entry.error,
+                        offset=offset,
                     )
                 )
                 self.observer.settled(State.INVALID)
                 continue
             digest = self.digest(workflow)
-            changes.append(Record(entry.key, entry.name, entry.origin, target, State.PENDING, digest))
+            record = Record(entry.key, entry.name, entry.origin, target, State.PENDING, digest, offset=offset)
+            changes.append(record)
             ready.append((entry, row))
-        await self.store.apply(job, self.run_id, changes)
+        await self.store.apply(job, self.run_id, changes + self._reached(batch))
         await self._admit(ready, tx)
         # Workflows held on a reference that this batch has just recorded may now resolve.
         for held in self.gate.waiting_on([*(e.key for e in batch), *(e.name for e in batch)]):

@@ -17,6 +17,18 @@ from migrator.providers.base import Lister
 Source = Callable[[], AsyncIterator[Entry]]
 
 
+class Inventory:
+    """A canonical inventory source. Called, it reads its files in full; a migration reads them
+    through their read frontier instead (engine.frontier), which needs their paths."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = tuple(paths)
+
+    async def __call__(self) -> AsyncIterator[Entry]:
+        for entry in inventory.read(self.paths):
+            yield entry
+
+
 @asynccontextmanager
 async def open_source(source: SourceConfig, config: Config, state: Path) -> AsyncIterator[Source]:
     """Yield a callable that streams the source's entries (a live provider stays open meanwhile)."""
@@ -28,14 +40,13 @@ async def open_source(source: SourceConfig, config: Config, state: Path) -> Asyn
                 raise ConfigError(f"provider {source.provider!r} ({cfg.kind}) cannot list its workflows yet")
             yield provider.listing
         return
-    reader: Callable[[Sequence[Path]], Iterator[Entry]]
     if source.kind == "inventory":
-        reader = inventory.read
-    else:
-        plugin = registry.plugin(source.kind.removesuffix("-export"))
-        if plugin.export_reader is None:
-            raise ConfigError(f"source.kind {source.kind!r}: {plugin.kind} export files cannot be read yet")
-        reader = plugin.export_reader
+        yield Inventory(source.paths)
+        return
+    plugin = registry.plugin(source.kind.removesuffix("-export"))
+    if plugin.export_reader is None:
+        raise ConfigError(f"source.kind {source.kind!r}: {plugin.kind} export files cannot be read yet")
+    reader: Callable[[Sequence[Path]], Iterator[Entry]] = plugin.export_reader
     paths = source.paths
 
     async def entries() -> AsyncIterator[Entry]:

@@ -116,4 +116,25 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE parts ADD COLUMN content_hash TEXT;
     """,
+    # 4: the read frontier (engine/frontier.py): where each item's JSON Lines record starts, and
+    # per job and file how far every line has been recorded since the epoch run began reading the
+    # file as it is (path, size, mtime, inode); items by the run that last read them, to count
+    # what a resumed run does not read again
+    """
+    ALTER TABLE items ADD COLUMN byte_offset INTEGER;
+    CREATE INDEX items_by_seen ON items(job, seen_run);
+    CREATE TABLE frontiers (
+        job         TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        name        TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        mtime_ns    INTEGER NOT NULL,
+        inode       INTEGER NOT NULL,
+        epoch       INTEGER NOT NULL REFERENCES runs(id),
+        byte_offset INTEGER NOT NULL DEFAULT 0,
+        line        INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (job, seq)
+    ) WITHOUT ROWID;
+    """,
 )

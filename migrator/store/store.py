@@ -105,6 +105,8 @@ class Record:
     warnings: tuple[str, ...] = ()
     error_code: str | None = None
     error_message: str | None = None
+    offset: int | None = None
+    """Where the item's JSON Lines record starts in its file (None: unknown, or unchanged)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +122,42 @@ class Move:
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """The source still has this item (no state change, no event): marks it seen by this run."""
+    """The source still has this item (no state change, no event): marks it seen by this run,
+    and where its record is now (None: unchanged)."""
 
     key: str
+    origin: str | None = None
+    offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reached:
+    """The read frontier of a file (by name) moves on: every line before ``offset`` is recorded.
+
+    Applied with the changes of the lines it covers, so that a crash never leaves a frontier
+    ahead of its rows. It never moves back.
+    """
+
+    file: str
+    offset: int
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A file of a job's source as the read frontier knows it: what it was when its epoch run
+    began reading it (resolved path, size, modification time, inode) and how far it is recorded.
+    ``name`` is the path as the source names it, and as the origins of its items begin."""
+
+    seq: int
+    name: str
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    epoch: int = 0
+    offset: int = 0
+    line: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +181,7 @@ class Part:
     content_hash: str | None = None
 
 
-Change = Record | Move | Seen | PartMove
+Change = Record | Move | Seen | PartMove | Reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,6 +633,70 @@ class Store:
             for waiter in batch:
                 waiter.done.set()
 
+    # --- the read frontier (engine/frontier.py) ----------------------------------------------
+
+    async def frontier(self, job: str) -> list[Mark]:
+        """The job's source files as its read frontier knows them, in reading order."""
+        rows = await self._fetchall(
+            "SELECT seq, name, path, size, mtime_ns, inode, epoch, byte_offset, line FROM frontiers "
+            "WHERE job = ? ORDER BY seq",
+            (job,),
+        )
+        return [Mark(*r) for r in rows]
+
+    async def begin_epoch(self, job: str, run_id: int, marks: Sequence[Mark]) -> None:
+        """Run ``run_id`` reads these files from their first line: nothing of them is recorded yet."""
+        rows = [(job, m.seq, m.name, m.path, m.size, m.mtime_ns, m.inode, run_id) for m in marks]
+
+        def begin(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+            with db:  # one transaction (the connection is in autocommit otherwise)
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("DELETE FROM frontiers WHERE job = ?", (job,))
+                db.executemany(
+                    "INSERT INTO frontiers (job, seq, name, path, size, mtime_ns, inode, epoch) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+
+        await self._in_thread(begin, rows)
+
+    async def forget_frontier(self, job: str) -> None:
+        """A run reads the source without keeping a frontier: the next one starts a new epoch."""
+        await self._conn.execute("DELETE FROM frontiers WHERE job = ?", (job,))
+
+    async def read_since(self, job: str, epoch: int) -> dict[str, int]:
+        """Items by state that runs since ``epoch`` read (every state present, zeros included).
+
+        All of them less those that were not: the latter are few (left by an older version of a
+        file) and found through the ``(job, seen_run)`` index, where counting the former would
+        visit every row (a second for a million). Named, as the planner prefers the state index
+        for the grouping, and each branch is one range of the index where ``IS NULL OR <`` is not.
+        """
+        counts = await self.counts(job)
+        for state, n in await self._fetchall(
+            "SELECT state, COUNT(*) FROM ("
+            "SELECT state FROM items INDEXED BY items_by_seen WHERE job = ?1 AND seen_run IS NULL "
+            "UNION ALL "
+            "SELECT state FROM items INDEXED BY items_by_seen WHERE job = ?1 AND seen_run < ?2"
+            ") GROUP BY state",
+            (job, epoch),
+        ):
+            counts[str(state)] -= int(n)
+        return counts
+
+    async def unread(
+        self, job: str, state: State, since: int, run_id: int, after: str, limit: int
+    ) -> list[tuple[str, str, int | None, str | None]]:
+        """Items in ``state`` read by runs since ``since`` but not yet by ``run_id``, by key after
+        ``after``: (key, origin, byte offset, error code)."""
+        # `+seen_run`: walk the (job, state) index in key order, not the seen_run one.
+        rows = await self._fetchall(
+            "SELECT key, origin, byte_offset, error_code FROM items WHERE job = ? AND state = ? "
+            "AND key > ? AND +seen_run >= ? AND +seen_run < ? ORDER BY key LIMIT ?",
+            (job, state.value, after, since, run_id, limit),
+        )
+        return [(str(r[0]), str(r[1]), r[2], r[3]) for r in rows]
+
     # --- plumbing ----------------------------------------------------------------------------
 
     async def _in_thread(self, fn: Callable[[sqlite3.Connection, _T], None], arg: _T) -> None:
@@ -692,7 +791,16 @@ class _Writer:
             return
         if isinstance(change, Seen):
             self._execute(
-                "UPDATE items SET seen_run = ? WHERE job = ? AND key = ?", (run_id, job, change.key)
+                "UPDATE items SET seen_run = ?, origin = COALESCE(?, origin), "
+                "byte_offset = COALESCE(?, byte_offset) WHERE job = ? AND key = ?",
+                (run_id, change.origin, change.offset, job, change.key),
+            )
+            return
+        if isinstance(change, Reached):
+            self._execute(
+                "UPDATE frontiers SET byte_offset = ?, line = ? "
+                "WHERE job = ? AND name = ? AND byte_offset < ?",
+                (change.offset, change.line, job, change.file, change.offset),
             )
             return
         if isinstance(change, Record):
@@ -734,13 +842,14 @@ class _Writer:
             run_id,
             now,
             run_id,
+            rec.offset,
         )
         if have is None:
             self._execute(
                 "INSERT INTO items (name, origin, target, content_hash, state, target_id, warnings, "
                 "error_code, "
-                "error_message, run_id, updated_at, seen_run, created_at, job, key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "error_message, run_id, updated_at, seen_run, byte_offset, created_at, job, key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*values, now, job, rec.key),
             )
             self._event(run_id, job, rec.key, None, State.PENDING.value, now, None, rec.origin)
@@ -749,7 +858,8 @@ class _Writer:
             self._execute(
                 "UPDATE items SET name = ?, origin = ?, target = ?, content_hash = ?, state = ?, "
                 "target_id = COALESCE(?, target_id), warnings = ?, error_code = ?, error_message = ?, "
-                "run_id = ?, updated_at = ?, seen_run = ? WHERE job = ? AND key = ?",
+                "run_id = ?, updated_at = ?, seen_run = ?, byte_offset = COALESCE(?, byte_offset) "
+                "WHERE job = ? AND key = ?",
                 (*values, job, rec.key),
             )
         if rec.state.value != have:

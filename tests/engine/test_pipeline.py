@@ -176,13 +176,15 @@ async def test_rows_left_submitting_are_reconciled_before_anything_is_sent(
     assert (await run(tmp_path, provider_config(sandbox), [inv])).exit_code == 0
     landed, lost, updating = workflows
     # Simulate crashes right after the intent was committed: one first import had landed, one had
-    # not, and one was an update of a definition an earlier run made (submitted before).
+    # not, and one was an update of a definition an earlier run made (submitted before). Recorded
+    # by the run that read them (run 1), as a crashed run leaves them.
     async with await Store.open(tmp_path / "state.db") as store:
-        for wf in (landed, lost, updating):
+        for line, wf in enumerate((landed, lost, updating), start=1):
             tid = "1234567890123456789" if wf is lost else workflow_id(wf.key)
             first = {} if wf is updating else {"submitted_hash": None}
-            await store.apply("t", None, [Record(wf.key, wf.name, "x", "dw", State.RENDERED, "old", tid)])
-            await store.apply("t", None, [Move(wf.key, frozenset({State.RENDERED}), State.SUBMITTING, first)])
+            record = Record(wf.key, wf.name, f"{inv}:{line}", "dw", State.RENDERED, "old", tid)
+            await store.apply("t", 1, [record])
+            await store.apply("t", 1, [Move(wf.key, frozenset({State.RENDERED}), State.SUBMITTING, first)])
     before = imports(await inspect(sandbox, "calls"))
     outcome = await run(tmp_path, provider_config(sandbox), [inv])
     assert outcome.counts["done"] == 3

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from migrator.errors import StoreError
-from migrator.store import Move, Record, Seen, State, Store
+from migrator.store import Mark, Move, Reached, Record, Seen, State, Store
 from migrator.store.schema import MIGRATIONS
 
 JOB = "j"
@@ -140,3 +140,25 @@ async def test_each_in_states_reads_every_matching_item_once_across_pages(tmp_pa
         assert [i.key async for i in store.each_in_states("j", list(State), page=1)] == [
             f"k{n}" for n in range(5)
         ]
+
+
+async def test_the_read_frontier_moves_with_its_rows_only_and_never_back(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        run = await store.start_run(JOB, "migrate", "dataworks")
+        await store.begin_epoch(JOB, run, [Mark(0, "inv.jsonl", "/abs/inv.jsonl", 900, 7, 3)])
+        await store.apply(JOB, run, [rec("a"), Reached("inv.jsonl", 100, 1)])
+        # A batch whose changes fail leaves the frontier where it was: never ahead of its rows.
+        broken = Move("nobody", frozenset({State.PENDING}), State.RENDERED)
+        with pytest.raises(StoreError):
+            await store.apply(JOB, run, [rec("b"), broken, Reached("inv.jsonl", 200, 2)])
+        await store.apply(JOB, run, [Reached("inv.jsonl", 50, 1)])  # behind: no move
+        (mark,) = await store.frontier(JOB)
+        assert (mark.epoch, mark.offset, mark.line, await store.item(JOB, "b")) == (run, 100, 1, None)
+        await store.apply(JOB, run, [Seen("a", "inv.jsonl:9", 800)])
+        assert await store.read_since(JOB, run) == {s.value: int(s is State.RENDERED) for s in State}
+        assert await store.read_since(JOB, run + 1) == {s.value: 0 for s in State}
+        rows = await store.unread(JOB, State.RENDERED, run, run + 1, "", 10)
+        assert rows == [("a", "inv.jsonl:9", 800, None)]
+        assert await store.unread(JOB, State.RENDERED, run, run, "", 10) == [], "read by this run"
+        await store.forget_frontier(JOB)
+        assert await store.frontier(JOB) == []
