@@ -9,8 +9,9 @@ sandbox runs in the same process, so its memory counts too). Three cases:
 - ``stopped``: each larger count, interrupted (SIGINT) after ``--stop-after`` seconds, since a
   run submits only as fast as the API answers; ``items_in_store`` says how far it got;
 - ``resumed``: ``--resumed`` workflows with the state database an interrupted run leaves (built
-  as ``bench/resume.py`` does: all done but the last ``--pending`` share), run to its end, so the
-  reader, the translate stage and the store see every line of the inventory.
+  as ``bench/resume.py`` does: all done but the last ``--pending`` share, with the read frontier
+  a real run keeps), run to its end: a million rows in the store, and the pending lines read
+  again at their offsets.
 
 Goal (issue 8): the same peak within 20 % whatever the size, and under 200 MB.
 
