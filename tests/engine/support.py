@@ -17,14 +17,35 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from pydantic import SecretStr
 
+from migrator.config import PollPolicy, ProviderConfig
 from migrator.engine.target import sandbox_data_path
 from migrator.model import Workflow
 from migrator.sample import write_jsonl
-from migrator.sandbox.server import inspect
+from migrator.sandbox.server import SandboxHandle, inspect
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("dataworks", "emr", "enos")
+#: Polls soon and often: a test's async imports finish in a fraction of a second.
+FAST = PollPolicy(initial=0.05, factor=1.5, max=0.2, deadline=30)
+
+
+def provider_config(handle: SandboxHandle, **kw: Any) -> ProviderConfig:
+    """The config of a DataWorks provider that talks to a running sandbox ``handle``."""
+    return ProviderConfig(
+        **{
+            "name": "dw",
+            "kind": "dataworks",
+            "endpoint": handle.endpoint,
+            "project_id": handle.identity["project_id"],
+            "access_key_id": SecretStr(handle.credentials["access_key_id"]),
+            "access_key_secret": SecretStr(handle.credentials["access_key_secret"]),
+            "concurrency": 8,
+            "poll": FAST,
+            **kw,
+        }
+    )
 
 
 def migrator(

@@ -12,9 +12,8 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
-from pydantic import SecretStr
 
-from migrator.config import Config, JobConfig, PollPolicy, ProviderConfig, SourceConfig, TargetConfig
+from migrator.config import Config, JobConfig, SourceConfig, TargetConfig
 from migrator.engine.gate import Gate
 from migrator.engine.pipeline import Outcome, Pipeline
 from migrator.engine.source import open_source
@@ -25,6 +24,7 @@ from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.server import SandboxHandle, running
 from migrator.store import Item, RunCost, State, Store
 from migrator.translate.mapping import Mappings
+from tests.engine.support import provider_config
 
 
 @pytest.fixture
@@ -58,16 +58,7 @@ async def migrate(
     after a pause, so that what came before it is translated and sent first."""
     inv = tmp_path / f"{name}.jsonl"
     inv.write_text("".join(json.dumps(r) + "\n" for r in records))
-    cfg = ProviderConfig(
-        name="dw",
-        kind="dataworks",
-        endpoint=handle.endpoint,
-        project_id="10001",
-        access_key_id=SecretStr(handle.credentials["access_key_id"]),
-        access_key_secret=SecretStr(handle.credentials["access_key_secret"]),
-        concurrency=4,
-        poll=PollPolicy(initial=0.05, factor=1.5, max=0.2, deadline=30),
-    )
+    cfg = provider_config(handle, concurrency=4)
     job = JobConfig(
         name=name,
         source=SourceConfig(paths=(inv,)),

@@ -24,9 +24,8 @@ from typing import Any, Literal
 import aiohttp
 import anyio
 import pytest
-from pydantic import SecretStr
 
-from migrator.config import Config, JobConfig, PollPolicy, ProviderConfig, SourceConfig, TargetConfig
+from migrator.config import Config, JobConfig, SourceConfig, TargetConfig
 from migrator.engine.pipeline import Outcome, Pipeline
 from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
@@ -36,7 +35,7 @@ from migrator.sandbox.faults import Faults
 from migrator.sandbox.server import SandboxHandle, running
 from migrator.store import Move, State, Store
 from migrator.store.schema import MIGRATIONS
-from tests.engine.support import ROOT, Harness
+from tests.engine.support import ROOT, Harness, provider_config
 
 JOB = "t"
 
@@ -82,16 +81,7 @@ async def migrate(
     mode: Literal["migrate", "sync"] = "migrate",
     stop_after: int | None = None,
 ) -> tuple[Pipeline, Counted, Outcome | None]:
-    cfg = ProviderConfig(
-        name="dw",
-        kind="dataworks",
-        endpoint=handle.endpoint,
-        project_id=handle.identity["project_id"],
-        access_key_id=SecretStr(handle.credentials["access_key_id"]),
-        access_key_secret=SecretStr(handle.credentials["access_key_secret"]),
-        concurrency=4,
-        poll=PollPolicy(initial=0.05, factor=1.5, max=0.2, deadline=30),
-    )
+    cfg = provider_config(handle, concurrency=4)
     source = SourceConfig(paths=(inv,))
     job = JobConfig(
         name=JOB, mode=mode, source=source, target=TargetConfig(provider="dw"), path=Path("t.toml")

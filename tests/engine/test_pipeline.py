@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 
 from migrator.config import Config, JobConfig, PollPolicy, ProviderConfig, SourceConfig, TargetConfig
 from migrator.engine.pipeline import Outcome, Pipeline
@@ -20,8 +19,7 @@ from migrator.sample import generate, write_jsonl
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.server import SandboxHandle, running
 from migrator.store import Move, Record, State, Store
-
-FAST = PollPolicy(initial=0.05, factor=1.5, max=0.2, deadline=30)
+from tests.engine.support import provider_config
 
 
 @pytest.fixture
@@ -29,20 +27,6 @@ async def sandbox(tmp_path: Path) -> AsyncIterator[SandboxHandle]:
     settings = SandboxSettings(data_path=tmp_path / "sandbox.db", job_delay=(0.05, 0.3))
     async with running("dataworks", settings) as handle:
         yield handle
-
-
-def provider_config(handle: SandboxHandle, **kw: Any) -> ProviderConfig:
-    return ProviderConfig(
-        name="dw",
-        kind="dataworks",
-        endpoint=handle.endpoint,
-        project_id=handle.identity["project_id"],
-        access_key_id=SecretStr(handle.credentials["access_key_id"]),
-        access_key_secret=SecretStr(handle.credentials["access_key_secret"]),
-        concurrency=8,
-        poll=kw.pop("poll", FAST),
-        **kw,
-    )
 
 
 def job_for(paths: list[Path]) -> JobConfig:
