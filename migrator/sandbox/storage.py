@@ -22,7 +22,8 @@ _SCHEMA = (
         kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL DEFAULT '', parent TEXT,
         body TEXT NOT NULL, PRIMARY KEY (kind, id))""",
     "CREATE INDEX IF NOT EXISTS objects_parent ON objects (kind, parent)",
-    "CREATE INDEX IF NOT EXISTS objects_name ON objects (kind, name)",
+    # Covers the name and id filters, so a substring search reads the index, not every body.
+    "CREATE INDEX IF NOT EXISTS objects_lookup ON objects (kind, name, id)",
     """CREATE TABLE IF NOT EXISTS jobs (
         id TEXT PRIMARY KEY, type TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT NOT NULL,
         error TEXT NOT NULL, created_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL, payload TEXT NOT NULL)""",
@@ -135,7 +136,8 @@ class SandboxStore:
 
     def count(self, kind: str, *, name_contains: str = "") -> int:
         row = self._db.execute(
-            "SELECT count(*) FROM objects WHERE kind = ? AND instr(lower(name), lower(?)) > 0",
+            "SELECT count(*) FROM objects INDEXED BY objects_lookup "
+            "WHERE kind = ? AND instr(lower(name), lower(?)) > 0",
             (kind, name_contains),
         ).fetchone()
         return int(row[0])
@@ -159,8 +161,13 @@ class SandboxStore:
         match = "instr(lower(name), lower(?1)) > 0"
         if or_id_contains:
             match = f"({match} OR instr(id, ?1) > 0)"
+        # Matching rows are found in the (kind, name, id) index; only their bodies are read. A
+        # scan of the table itself reads every stored body's pages: in a sandbox file, a fifth of
+        # an EnOS migration's time went to getMyFlow.
         rows = self._db.execute(
-            f"SELECT body FROM objects WHERE kind = ?2 AND {match} ORDER BY rowid LIMIT ?3 OFFSET ?4",
+            "SELECT body FROM objects WHERE rowid IN "
+            f"(SELECT rowid FROM objects INDEXED BY objects_lookup WHERE kind = ?2 AND {match}) "
+            "ORDER BY rowid LIMIT ?3 OFFSET ?4",
             (name_contains, kind, limit, offset),
         ).fetchall()
         return [_loads(r[0]) for r in rows]
