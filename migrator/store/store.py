@@ -713,8 +713,8 @@ class Store:
         conn = self._conn
         await conn._execute(lambda: fn(conn._conn, arg))  # type: ignore[no-untyped-call]
 
-    # One trip to the connection's thread per query (execute and fetch together): a transition
-    # reads its row's state first, and each trip costs a thread hand-off and an event-loop wake-up.
+    # Reads: one trip to the connection's thread per query (execute and fetch together), as each
+    # trip costs a thread hand-off and an event-loop wake-up. Writes go through _in_thread.
 
     async def _fetchone(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
         rows = list(await self._conn.execute_fetchall(sql, args))
