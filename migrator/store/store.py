@@ -17,7 +17,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -285,24 +286,7 @@ class Store:
             raise sqlite3.DatabaseError("could not switch to WAL journal mode")
         await self._conn.execute("PRAGMA synchronous = FULL")
         await self._conn.execute("PRAGMA foreign_keys = ON")
-        # Each migration reads the version inside its own write transaction: another process
-        # (a run creating the file while `migrator status` opens it) may have applied it already.
-        while True:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = await self._fetchone("PRAGMA user_version")
-                version = int(row[0]) if row else 0
-                _known(version)
-                if version == len(MIGRATIONS):
-                    await self._conn.execute("COMMIT")
-                    return
-                for statement in (s.strip() for s in _split_sql(MIGRATIONS[version]) if s.strip()):
-                    await self._conn.execute(statement)
-                await self._conn.execute(f"PRAGMA user_version = {version + 1}")
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
+        await self._in_thread(_migrate, None)
 
     async def close(self) -> None:
         """Shielded: a run being cancelled must still let queued commits finish and the file close."""
@@ -628,7 +612,7 @@ class Store:
         a few hundred calls a second. Run as one function, a batch costs one hand-off.
         """
         try:
-            await self._in_thread(_Writer(self._clock).commit, batch)
+            await self._in_thread(_Writer.commit, (self._clock, batch))
         except sqlite3.Error as exc:
             failure = StoreError(f"cannot write state database {self.path}: {exc}")
             for waiter in batch:
@@ -653,8 +637,7 @@ class Store:
         rows = [(job, m.seq, m.name, m.path, m.size, m.mtime_ns, m.inode, run_id) for m in marks]
 
         def begin(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-            with db:  # one transaction (the connection is in autocommit otherwise)
-                db.execute("BEGIN IMMEDIATE")
+            with _immediate(db):
                 db.execute("DELETE FROM frontiers WHERE job = ?", (job,))
                 db.executemany(
                     "INSERT INTO frontiers (job, seq, name, path, size, mtime_ns, inode, epoch) "
@@ -749,6 +732,37 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
+@contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on an autocommit connection: ``BEGIN IMMEDIATE`` .. ``COMMIT``, or
+    ``ROLLBACK`` if anything (a cancellation included) goes wrong."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _migrate(db: sqlite3.Connection, _: None) -> None:
+    """Bring the schema up to date, one migration per write transaction.
+
+    Each reads the version inside its own transaction: another process (a run creating the file
+    while ``migrator status`` opens it) may have applied it already.
+    """
+    while True:
+        with _immediate(db):
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            _known(version)
+            if version == len(MIGRATIONS):
+                return
+            for statement in (s.strip() for s in _split_sql(MIGRATIONS[version]) if s.strip()):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+
+
 class _Writer:
     """The store's write path as plain SQLite calls, run on the connection's own thread.
 
@@ -756,35 +770,30 @@ class _Writer:
     state it expects) or a constraint error undoes that caller's changes only.
     """
 
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._db: sqlite3.Connection | None = None
-
-    def commit(self, db: sqlite3.Connection, batch: list[_Waiter]) -> None:
+    def __init__(self, db: sqlite3.Connection, clock: Clock) -> None:
         self._db = db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for n, waiter in enumerate(batch):
+        self._clock = clock
+
+    @staticmethod
+    def commit(db: sqlite3.Connection, batch: tuple[Clock, list[_Waiter]]) -> None:
+        """Apply every waiter's changes in one transaction, each in its own savepoint."""
+        clock, waiters = batch
+        writer = _Writer(db, clock)
+        with _immediate(db):
+            for n, waiter in enumerate(waiters):
                 db.execute(f"SAVEPOINT w{n}")
                 try:
                     for change in waiter.changes:
-                        self._apply_one(waiter.job, waiter.run_id, change)
+                        writer._apply_one(waiter.job, waiter.run_id, change)
                 except (StoreError, sqlite3.IntegrityError) as exc:
                     db.execute(f"ROLLBACK TO w{n}")
                     waiter.error = exc
                 db.execute(f"RELEASE w{n}")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> None:
-        assert self._db is not None
         self._db.execute(sql, args)
 
     def _state(self, sql: str, args: Sequence[Any]) -> str | None:
-        assert self._db is not None
         row = self._db.execute(sql, args).fetchone()
         return None if row is None else str(row[0])
 

@@ -569,7 +569,7 @@ class _EnOS:
         return self._store.objects(FLOWS)
 
     def _flow_named(self, name: str) -> dict[str, Any] | None:
-        return next((f for f in self._store.named(FLOWS, name) if f["flowName"] == name), None)
+        return next(iter(self._store.named(FLOWS, name)), None)  # stored under their flowName
 
     def _flow(self, value: Any) -> dict[str, Any]:
         found = self._store.get(FLOWS, str(_flow_id(value)))
