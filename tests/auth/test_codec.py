@@ -38,3 +38,21 @@ def test_form_decode_reads_what_parse_qsl_reads(text: str) -> None:
 def test_a_form_encoded_by_the_client_decodes_to_its_pairs(pairs: list[tuple[str, str]]) -> None:
     decoded = acs.form_decode(acs.form_encode(pairs))
     assert decoded == pairs
+
+
+@settings(max_examples=2000)
+@given(st.lists(st.tuples(st.one_of(_WIRE, st.text()), st.one_of(_WIRE, st.text())), max_size=5))
+def test_a_form_body_decodes_to_its_pairs_by_the_sandbox_and_by_parse_qsl(
+    pairs: list[tuple[str, str]],
+) -> None:
+    body = acs.form_body(pairs)
+    assert acs.form_decode(body) == pairs
+    assert parse_qsl(body, keep_blank_values=True) == pairs
+
+
+def test_a_form_body_escapes_separators_and_blanks_and_keeps_json_punctuation() -> None:
+    spec = '{"name":"a b","sql":"x=1&y+2 #3 50%","n":[1]}\n'
+    assert acs.form_body([("Spec", spec)]) == (
+        'Spec={"name":"a%20b","sql":"x%3D1%26y%2B2%20%233%2050%25","n":[1]}%0A'
+    )
+    assert acs.form_body([("é", "\x01")]) == "%C3%A9=%01"

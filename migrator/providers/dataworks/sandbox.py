@@ -231,14 +231,20 @@ def _workflow_id_hint(doc: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _stored_spec(definition: dict[str, Any]) -> dict[str, Any]:
+    """A definition's FlowSpec: kept as the imported text (older sandbox files hold it parsed)."""
+    spec = definition["spec"]
+    parsed: dict[str, Any] = spec if isinstance(spec, dict) else json.loads(spec)
+    return parsed
+
+
 def _without_script_content(spec: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a FlowSpec without node script contents (GetWorkflowDefinition's default)."""
-    copy: dict[str, Any] = json.loads(json.dumps(spec))
-    for workflow in copy.get("spec", {}).get("workflows", []):
+    """The FlowSpec, changed in place, without node script contents (GetWorkflowDefinition's default)."""
+    for workflow in spec.get("spec", {}).get("workflows", []):
         for node in workflow.get("nodes", []) if isinstance(workflow, dict) else []:
             if isinstance(node, dict) and isinstance(node.get("script"), dict):
                 node["script"].pop("content", None)
-    return copy
+    return spec
 
 
 class _DataWorks:
@@ -287,7 +293,7 @@ class _DataWorks:
             "project_id": PROJECT_ID,
             "create_time": old["create_time"] if old else job.due_ms,
             "modify_time": job.due_ms,
-            "spec": payload["spec"],
+            "spec": payload["spec"],  # the text as imported: parsed only when read back
         }
         self._store.put(WORKFLOWS, workflow_id, definition, name=payload["name"])
         return kept
@@ -321,7 +327,9 @@ class _DataWorks:
                 accepted, outcome, error, due_ms = None, RUNNING, "", _NEVER_MS
             payload: dict[str, Any] = {"workflow_id": workflow_id, "dry_run": dry_run}
             if accepted is not None:
-                payload.update(name=accepted.name, path=accepted.path, spec=doc)
+                # The text as sent, not ``doc``: stored and moved to the definition as one string,
+                # a 12 kB spec is not serialised twice and parsed once more on every import.
+                payload.update(name=accepted.name, path=accepted.path, spec=raw_spec)
                 if not dry_run:  # outputs become resolvable by later imports as soon as this one is accepted
                     self._store.delete_children(OUTPUTS, workflow_id)
                     for output, node_id in accepted.outputs:
@@ -379,11 +387,9 @@ class _DataWorks:
 
     async def get_workflow_definition(self, call: Call) -> dict[str, Any]:
         found = self._definition(call)
-        spec = (
-            found["spec"]
-            if _bool_param(call, "IncludeScriptContent")
-            else _without_script_content(found["spec"])
-        )
+        spec = _stored_spec(found)
+        if not _bool_param(call, "IncludeScriptContent"):
+            spec = _without_script_content(spec)
         return {
             "WorkflowDefinition": {
                 "Id": found["id"],
@@ -434,7 +440,10 @@ class _DataWorks:
         """``GET /_sandbox/objects``: every definition (with its import count) and every async job."""
         self._complete_due()
         definitions = [
-            {key: d[key] for key in ("id", "name", "path", "imports", "create_time", "modify_time", "spec")}
+            {
+                **{key: d[key] for key in ("id", "name", "path", "imports", "create_time", "modify_time")},
+                "spec": _stored_spec(d),
+            }
             for d in self._store.objects(WORKFLOWS)
         ]
         jobs = [
