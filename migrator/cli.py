@@ -13,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import anyio
 import click
@@ -32,7 +32,7 @@ from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
 from migrator.errors import ConfigError, MigratorError, ProviderError, ProviderStopped, StoreLockedError
 from migrator.model import inventory_schema
-from migrator.store import Item, State, Store
+from migrator.store import State, Store
 from migrator.store.lock import RunLock
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
@@ -400,6 +400,13 @@ def retry(job: str, every: bool, parked: bool, config_path: Path | None, state_p
         sys.exit(_fail(exc))
 
 
+def _text_out(output: Path | None) -> TextIO:
+    """``output`` opened for writing text, or standard output (left open when done)."""
+    if output:
+        return output.open("w", encoding="utf-8", newline="")
+    return open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
+
+
 @main.command()
 @click.argument("job", required=False)
 @click.option("--run", "run_id", type=int, help="an earlier run (default: the latest)")
@@ -424,24 +431,30 @@ def report(
 ) -> None:
     """Report a job's items, failures, warnings and runs from the state database."""
 
-    async def build() -> tuple[dict[str, Any], list[Item]]:
+    async def build() -> dict[str, Any] | None:
+        """The report's data; CSV is written row by row as the store is read, and gives None."""
         config = load_config(config_path)
         async with await Store.open(_state(config, state_path), create=False) as store:
             name = _job_name(job, await store.jobs())
-            data = await reports.build(store, name, run_id)
-            return data, await store.in_states(name, list(State)) if fmt == "csv" else []
+            if fmt != "csv":
+                return await reports.build(store, name, run_id, every_warning=fmt == "json")
+            await reports.chosen_run(store, name, run_id)
+            with _text_out(output) as fh:
+                await reports.write_csv(store.each_in_states(name, list(State)), fh)
+            return None
 
     try:
-        data, items = anyio.run(build)
+        data = anyio.run(build)
     except MigratorError as exc:
         sys.exit(_fail(exc))
+    if data is None:
+        sys.exit(EXIT_OK)
     if fmt == "table":
-        with output.open("w") if output else open(sys.stdout.fileno(), "w", closefd=False) as fh:
+        with _text_out(output) as fh:
             reports.print_table(data, Console(file=fh, width=160))
         sys.exit(EXIT_OK)
     text = {
         "json": lambda: reports.to_json(data) + "\n",
-        "csv": lambda: reports.to_csv(items),
         "md": lambda: reports.to_markdown(data),
         "html": lambda: reports.to_html(data),
     }[fmt]()

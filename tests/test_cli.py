@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -83,6 +85,17 @@ async def test_demo_job_migrates_everything_and_reports_json(tmp_path: Path) -> 
     status = migrator("status", "--state", state)
     assert status.returncode == 0
     assert "demo: 60/60 settled (60 done" in status.stdout
+    sheet = migrator("report", "--format", "csv", "--state", state)
+    written = migrator("report", "--format", "csv", "--state", state, "-o", tmp_path / "r.csv")
+    assert (sheet.returncode, written.returncode) == (0, 0)
+    assert (tmp_path / "r.csv").read_text(encoding="utf-8") == sheet.stdout
+    rows = list(csv.DictReader(io.StringIO(sheet.stdout)))
+    assert len(rows) == 60
+    assert {r["state"] for r in rows} == {"done"}
+    assert sorted(r["target_id"] for r in rows) == expected
+    no_run = migrator("report", "--format", "csv", "--run", "9", "--state", state)
+    assert (no_run.returncode, no_run.stdout) == (2, "")
+    assert "job 'demo' has no run 9 (runs: 1)" in no_run.stderr
 
 
 def test_usage_errors_exit_2_with_a_clear_message(tmp_path: Path) -> None:

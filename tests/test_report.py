@@ -70,7 +70,7 @@ async def test_report_contract_and_table(tmp_path: Path) -> None:
             ],
         )
         await store.finish_run(run, "completed")
-        data = await report.build(store, "j")
+        data = await report.build(store, "j", every_warning=True)
         earlier = await report.build(store, "j", first)
         with pytest.raises(StoreError, match="has no run 99"):
             await report.build(store, "j", 99)
@@ -87,6 +87,13 @@ async def test_report_contract_and_table(tmp_path: Path) -> None:
     }
     assert any("tasks form a cycle" in f["message"] for f in data["failures"])
     assert data["warnings_by_rule"] == {"environment": 2, "owners": 1}
+    assert data["warnings"] == [
+        {"key": "a", "rule": "environment", "message": "task 'x': carried as exports"},
+        {"key": "c", "rule": "environment", "message": "task 'y': carried"},
+        {"key": "c", "rule": "owners", "message": "one owner kept"},
+    ]
+    assert data["warnings_total"] == earlier["warnings_total"] == 3
+    assert "warnings" not in earlier  # only the JSON report lists every warning
     assert [r["id"] for r in data["runs"]] == [first, run]
     out = io.StringIO()
     report.print_table(data, Console(file=out, width=200))
@@ -113,6 +120,37 @@ async def test_report_contract_and_table(tmp_path: Path) -> None:
     ]
     assert data["counts_by_target"]["dw"]["failed"] == 1
     assert (data["retried_total"], data["retried_items"]) == (0, [])
+
+
+async def test_report_sections_read_across_store_pages(tmp_path: Path) -> None:
+    """Warnings and items are read a page at a time; a page boundary loses and repeats nothing."""
+    async with await Store.open(tmp_path / "s.db") as store:
+        run = await store.start_run("j", "migrate", "dw")
+        records = [
+            Record(f"k{n:02}", f"k{n:02}", f"inv:{n}", "dw", State.RENDERED, "h", str(n),
+                   (f"rule{n % 3}: m{n}",) if n % 2 else ())
+            for n in range(25)
+        ]  # fmt: skip
+        await store.apply("j", run, records)
+        await store.apply(
+            "j",
+            run,
+            [Move(f"k{n:02}", frozenset({State.RENDERED}), State.PENDING, {"retries": n}) for n in (3, 7, 9)],
+        )
+        warned = [key async for key, _ in store.each_warned("j", page=4)]
+        listed = [i.key async for i in store.each_in_states("j", [State.RENDERED], page=4)]
+        data = await report.build(store, "j", every_warning=True)
+    assert warned == [f"k{n:02}" for n in range(1, 25, 2)]
+    assert listed == [f"k{n:02}" for n in range(25) if n not in (3, 7, 9)]
+    assert data["warnings_total"] == len(data["warnings"]) == 12
+    assert data["warnings_by_rule"] == {"rule1": 4, "rule0": 4, "rule2": 4}
+    assert [(r["rule"], r["items"], len(r["examples"])) for r in data["warning_rules"]] == [
+        ("rule1", 4, 3),
+        ("rule0", 4, 3),
+        ("rule2", 4, 3),
+    ]
+    assert data["retried_total"] == 3
+    assert [(i["key"], i["retries"]) for i in data["retried_items"]] == [("k09", 9), ("k07", 7), ("k03", 3)]
 
 
 class Clock:
@@ -220,7 +258,7 @@ HOSTILE_NAME = '=HYPERLINK("http://x")|<marquee>'
 HOSTILE_MESSAGE = "bad <img src=x onerror=alert(1)> | pipe\nsecond line, with a comma"
 
 
-async def _hostile_report(tmp_path: Path) -> tuple[dict[str, Any], list[Any]]:
+async def _hostile_report(tmp_path: Path) -> tuple[dict[str, Any], str]:
     async with await Store.open(tmp_path / "s.db") as store:
         run = await store.start_run("j", "migrate", "dw")
         await store.apply(
@@ -241,7 +279,9 @@ async def _hostile_report(tmp_path: Path) -> tuple[dict[str, Any], list[Any]]:
             ],
         )
         await store.finish_run(run, "completed")
-        return await report.build(store, "j"), await store.in_states("j", list(State))
+        sheet = io.StringIO()
+        await report.write_csv(store.each_in_states("j", list(State)), sheet)
+        return await report.build(store, "j"), sheet.getvalue()
 
 
 async def test_html_escapes_user_data_and_draws_one_bar_group_per_bucket(tmp_path: Path) -> None:
@@ -284,8 +324,8 @@ async def test_markdown_keeps_one_row_per_cell_and_escapes_user_data(tmp_path: P
 
 
 async def test_csv_is_one_row_per_item_and_defuses_formulas(tmp_path: Path) -> None:
-    _, items = await _hostile_report(tmp_path)
-    rows = list(csv.reader(io.StringIO(report.to_csv(items))))
+    _, sheet = await _hostile_report(tmp_path)
+    rows = list(csv.reader(io.StringIO(sheet)))
     assert rows[0] == [
         "key",
         "name",

@@ -5,6 +5,9 @@
 chosen run's throughput over time, failures by provider error code, retries and throttles,
 warnings by translation rule, and every run's history. Renderers only lay this dict out, so the
 formats cannot disagree about a number.
+
+Counts come from SQL and lists from the items they list, read a page at a time: the report of a
+million-workflow job must not hold its every item.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from migrator.errors import StoreError
 from migrator.providers.base import split_warning
 from migrator.store import TERMINAL, Item, Run, State, Store
 
-FAILED_STATES = (State.FAILED.value, State.INVALID.value)
+FAILED_STATES = (State.FAILED, State.INVALID)
 # A run's items that came to rest: what the throughput chart counts and each run's history lists.
 SETTLED = tuple(s for s in State if s in TERMINAL)
 # The history also says what a run parked (waiting for a quota) though those are not settled.
@@ -33,17 +36,20 @@ BUCKET_WIDTHS = (
 )
 
 
-async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any]:
-    runs = await store.runs(job)
-    if not runs:
-        raise StoreError(f"no run of job {job!r} in {store.path}")
-    chosen = runs[-1] if run is None else next((r for r in runs if r.id == run), None)
-    if chosen is None:
-        raise StoreError(f"job {job!r} has no run {run} (runs: {', '.join(str(r.id) for r in runs)})")
+async def build(
+    store: Store, job: str, run: int | None = None, *, every_warning: bool = False
+) -> dict[str, Any]:
+    """The report of ``job``'s run ``run`` (the latest by default); ``every_warning`` adds the
+    list of every warning (the JSON contract) to the counts and examples every format shows."""
+    runs, chosen = await chosen_run(store, job, run)
     counts = await store.counts(job)
-    items = await store.in_states(job, list(State))
-    failures = [_failure(i) for i in items if i.state.value in FAILED_STATES]
-    parked = [{"key": i.key, "name": i.name, "until": i.not_before} for i in items if i.state is State.PARKED]
+    # Each section reads only the items it lists (the states, the warned, the most retried): a
+    # job's every item at once is gigabytes for a million workflows.
+    failures = [_failure(i) for i in await store.in_states(job, FAILED_STATES)]
+    parked = [
+        {"key": i.key, "name": i.name, "until": i.not_before}
+        for i in await store.in_states(job, [State.PARKED])
+    ]
     orphaned = [
         {
             "key": i.key,
@@ -52,16 +58,12 @@ async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any
             "code": i.error_code or "",
             "message": i.error_message or "",
         }
-        for i in items
-        if i.state is State.ORPHANED
+        for i in await store.in_states(job, [State.ORPHANED])
     ]
-    warnings = [
-        {"key": i.key, "rule": rule, "message": message}
-        for i in items
-        for rule, message in map(split_warning, i.warnings)
-    ]
-    rules = Counter(w["rule"] for w in warnings)
-    retried = sorted((i for i in items if i.retries), key=lambda i: (-i.retries, i.key))
+    rules = _Rules(listed=every_warning)
+    async for key, found in store.each_warned(job):
+        rules.add(key, found)
+    retried_total, retried = await store.most_retried(job, MOST_RETRIED)
     settled = await store.settled_by_run(job, RUN_OUTCOMES)
     end = chosen.ended_at or await store.last_event_at(job, chosen.id) or chosen.started_at
     return {
@@ -94,14 +96,25 @@ async def build(store: Store, job: str, run: int | None = None) -> dict[str, Any
         "orphaned": orphaned,
         "parked_until": await store.parked_until(job),
         "retried_items": [
-            {"key": i.key, "name": i.name, "state": i.state.value, "retries": i.retries}
-            for i in retried[:MOST_RETRIED]
+            {"key": i.key, "name": i.name, "state": i.state.value, "retries": i.retries} for i in retried
         ],
-        "retried_total": len(retried),
-        "warnings": warnings,
-        "warnings_by_rule": dict(rules.most_common()),
-        "warning_rules": _by_rule(warnings, rules),
+        "retried_total": retried_total,
+        **({"warnings": rules.listed} if every_warning else {}),
+        "warnings_total": rules.total,
+        "warnings_by_rule": rules.counts(),
+        "warning_rules": rules.groups(),
     }
+
+
+async def chosen_run(store: Store, job: str, run: int | None) -> tuple[list[Run], Run]:
+    """Every run of ``job`` and the one a report is about (``run``, or the latest)."""
+    runs = await store.runs(job)
+    if not runs:
+        raise StoreError(f"no run of job {job!r} in {store.path}")
+    chosen = runs[-1] if run is None else next((r for r in runs if r.id == run), None)
+    if chosen is None:
+        raise StoreError(f"job {job!r} has no run {run} (runs: {', '.join(str(r.id) for r in runs)})")
+    return runs, chosen
 
 
 def to_json(report: dict[str, Any]) -> str:
@@ -151,21 +164,41 @@ def _by_code(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _by_rule(warnings: list[dict[str, str]], rules: Counter[str]) -> list[dict[str, Any]]:
-    """Warnings grouped by translation rule: how many, on how many items, a few examples (one
-    per item, so the examples show the rule's range rather than one workflow's tasks)."""
-    groups: dict[str, dict[str, str]] = {}
-    for w in warnings:
-        groups.setdefault(w["rule"], {}).setdefault(w["key"], w["message"])
-    return [
-        {
-            "rule": rule,
-            "count": n,
-            "items": len(groups[rule]),
-            "examples": [{"key": k, "message": m} for k, m in list(groups[rule].items())[:EXAMPLES]],
-        }
-        for rule, n in rules.most_common()
-    ]
+class _Rules:
+    """Warnings grouped by translation rule as the store yields them, item by item: how many,
+    on how many items, a few examples (one per item, so the examples show the rule's range
+    rather than one workflow's tasks). Every warning is kept only if ``listed``."""
+
+    def __init__(self, *, listed: bool) -> None:
+        self.total = 0
+        self.listed: list[dict[str, str]] = []
+        self._keep = listed
+        self._count: Counter[str] = Counter()
+        self._items: Counter[str] = Counter()
+        self._examples: dict[str, list[dict[str, str]]] = {}
+
+    def add(self, key: str, warnings: tuple[str, ...]) -> None:
+        first: dict[str, str] = {}
+        for rule, message in map(split_warning, warnings):
+            self.total += 1
+            self._count[rule] += 1
+            first.setdefault(rule, message)
+            if self._keep:
+                self.listed.append({"key": key, "rule": rule, "message": message})
+        for rule, message in first.items():
+            self._items[rule] += 1
+            examples = self._examples.setdefault(rule, [])
+            if len(examples) < EXAMPLES:
+                examples.append({"key": key, "message": message})
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._count.most_common())
+
+    def groups(self) -> list[dict[str, Any]]:
+        return [
+            {"rule": rule, "count": n, "items": self._items[rule], "examples": self._examples[rule]}
+            for rule, n in self._count.most_common()
+        ]
 
 
 def bucket_width(span: float) -> float:

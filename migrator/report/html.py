@@ -150,7 +150,7 @@ def _cards(report: dict[str, Any]) -> str:
         ("done", number(counts["done"]), COLORS["done"]),
         ("failed", number(counts["failed"]), COLORS["failed"] if counts["failed"] else None),
         ("invalid", number(counts["invalid"]), COLORS["invalid"] if counts["invalid"] else None),
-        ("warnings", number(len(report["warnings"])), None),
+        ("warnings", number(report["warnings_total"]), None),
         ("duration", duration(run["duration_s"]), None),
         ("calls", number(run["calls"]), None),
         ("retries", number(run["retries"]), None),
@@ -290,7 +290,7 @@ def _warnings(report: dict[str, Any]) -> str:
         for r in rules
     ]
     return (
-        f"<section><h2>Translation warnings by rule ({number(len(report['warnings']))})</h2>"
+        f"<section><h2>Translation warnings by rule ({number(report['warnings_total'])})</h2>"
         + _table(["rule", "warnings", "items", "example"], rows, {1, 2})
         + '<p class="note">What the target cannot express exactly; '
         "<code>migrator plan</code> lists every one before a run.</p></section>"

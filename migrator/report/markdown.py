@@ -44,7 +44,7 @@ def render(report: dict[str, Any]) -> str:
         f"took {_c(duration(run['duration_s']))}.",
         "",
         f"{number(report['total'])} items: {number(counts['done'])} done, {number(counts['failed'])} "
-        f"failed, {number(counts['invalid'])} invalid; {number(len(report['warnings']))} translation "
+        f"failed, {number(counts['invalid'])} invalid; {number(report['warnings_total'])} translation "
         f"warnings. {number(run['calls'])} provider calls, {number(run['retries'])} retries, "
         f"{number(run['throttled'])} throttled.",
         "",

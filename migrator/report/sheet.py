@@ -7,7 +7,8 @@ spreadsheet shows it rather than evaluates it: names and messages are user and p
 from __future__ import annotations
 
 import csv
-import io
+from collections.abc import AsyncIterable
+from typing import TextIO
 
 from migrator.store import Item
 
@@ -20,11 +21,12 @@ def cell(value: str | None) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def render(rows: list[Item]) -> str:
-    out = io.StringIO()
+async def write(rows: AsyncIterable[Item], out: TextIO) -> None:
+    """Write the header and a row per item as the store yields them: a million rows are never
+    held at once."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for i in rows:
+    async for i in rows:
         writer.writerow(
             [
                 *(cell(v) for v in (i.key, i.name, i.state.value, i.target, i.target_id)),
@@ -32,4 +34,3 @@ def render(rows: list[Item]) -> str:
                 len(i.warnings),
             ]
         )
-    return out.getvalue()

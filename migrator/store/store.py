@@ -402,16 +402,38 @@ class Store:
         """Every item in one of ``states``, in key order, read a page at a time: a job's whole
         store in memory at once is gigabytes for a million workflows."""
         wanted = [s.value for s in states]
-        marks = ",".join("?" * len(wanted))
+        where = f"state IN ({','.join('?' * len(wanted))})"
+        async for row in self._pages(job, _ITEM_COLUMNS, where, wanted, page):
+            yield Item.from_row(row)
+
+    async def each_warned(self, job: str, page: int = 1000) -> AsyncIterator[tuple[str, tuple[str, ...]]]:
+        """``(key, warnings)`` of every item with a translation warning, in key order, paged."""
+        async for row in self._pages(job, "job, key, warnings", "warnings != '[]'", (), page):
+            yield str(row[1]), tuple(json.loads(row[2]))
+
+    async def _pages(
+        self, job: str, columns: str, where: str, args: Sequence[Any], page: int
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Rows of ``items`` (``columns`` starting ``job, key``) matching ``where``, a page at a
+        time in key order: each page resumes after the last key, so memory holds one page."""
         after = ""
         while rows := await self._fetchall(
-            f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND key > ? AND state IN ({marks}) "
-            "ORDER BY key LIMIT ?",
-            (job, after, *wanted, page),
+            f"SELECT {columns} FROM items WHERE job = ? AND key > ? AND {where} ORDER BY key LIMIT ?",
+            (job, after, *args, page),
         ):
             for row in rows:
-                yield Item.from_row(row)
+                yield tuple(row)
             after = str(rows[-1][1])
+
+    async def most_retried(self, job: str, limit: int) -> tuple[int, list[Item]]:
+        """How many items were retried at all, and the ``limit`` retried most (ties by key)."""
+        row = await self._fetchone("SELECT COUNT(*) FROM items WHERE job = ? AND retries > 0", (job,))
+        rows = await self._fetchall(
+            f"SELECT {_ITEM_COLUMNS} FROM items WHERE job = ? AND retries > 0 "
+            "ORDER BY retries DESC, key LIMIT ?",
+            (job, limit),
+        )
+        return (int(row[0]) if row else 0), [Item.from_row(r) for r in rows]
 
     async def unseen(self, job: str, run_id: int, besides: Iterable[State]) -> list[Item]:
         """Items run ``run_id`` did not read from its source, except those in ``besides``."""
