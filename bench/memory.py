@@ -1,6 +1,6 @@
 """Memory benchmark: peak RSS of a ``migrator`` command over inventories of very different sizes.
 
-The command (``--command``: ``run`` or ``plan``) is run as a child process over
+The command (``--command``: ``run``, ``plan`` or ``report``) is run as a child process over
 sample JSONL inventories (generated once, streamed to disk) into the embedded DataWorks sandbox,
 and its peak resident set size is read from ``os.wait4`` (the kernel's ``ru_maxrss``; the
 sandbox runs in the same process, so its memory counts too). Three cases:
@@ -13,10 +13,14 @@ sandbox runs in the same process, so its memory counts too). Three cases:
   a real run keeps), run to its end: a million rows in the store, and the pending lines read
   again at their offsets.
 
+``--command report`` draws the HTML report of the store an interrupted run of each size leaves
+(built as the resumed case is) instead.
+
 Goal (issue 8): the same peak within 20 % whatever the size, and under 200 MB.
 
     python bench/memory.py                              # 10,000 and 1,000,000 (+ 1,000,000 resumed)
     python bench/memory.py --counts 2000 --resumed 0 --command plan
+    python bench/memory.py --command report             # reports over 10,000 and 1,000,000 rows
 """
 
 from __future__ import annotations
@@ -30,11 +34,16 @@ from typing import Any
 from harness import DEFAULT_WORK, JobDir, emit, inventory, load, migrator, run_child
 from resume import build_store
 
+#: What each command is run with besides the job: a plan logs nothing but warnings anyway; a
+#: report draws the HTML page, every section and the chart, into a file.
+EXTRA = {"run": ["-q"], "plan": [], "report": ["--format", "html", "-o", os.devnull]}
+
 
 def measure(job: JobDir, command: str, stop_after: float | None) -> dict[str, Any]:
-    quiet = ["-q"] if command == "run" else []  # a plan logs nothing but warnings anyway
     child = run_child(
-        migrator(command, job.job, "--config", job.config, *quiet), env=job.env(), stop_after=stop_after
+        migrator(command, job.job, "--config", job.config, *EXTRA[command]),
+        env=job.env(),
+        stop_after=stop_after,
     )
     if child.returncode not in (0, 1, 3):
         raise RuntimeError(f"migrator {command} exited {child.returncode}: {child.stderr[-3000:]}")
@@ -50,7 +59,7 @@ def measure(job: JobDir, command: str, stop_after: float | None) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--command", default="run", help="the migrator command to measure (run, plan)")
+    parser.add_argument("--command", default="run", choices=sorted(EXTRA), help="the command to measure")
     parser.add_argument("--counts", default="10000,1000000")
     parser.add_argument("--full-up-to", type=int, default=10_000, help="larger counts are stopped")
     parser.add_argument(
@@ -67,10 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     cases: list[dict[str, Any]] = []
     for count in (int(c) for c in args.counts.split(",")):
         job = JobDir(work / str(count), "dataworks", inventory(work.parent, count)).write()
+        if args.command == "report":  # over the store an interrupted run of that size leaves
+            built = build_store(job.state, job.inventory, count, args.pending, "end")
+            case = {"count": count, "case": f"store: {built['done']} done, {built['pending']} pending"}
+            cases.append(case | measure(job, args.command, None))
+            continue
         stop = None if count <= args.full_up_to else args.stop_after
         case = {"count": count, "case": "full" if stop is None else f"stopped after {stop:g} s"}
         cases.append(case | measure(job, args.command, stop))
-    if args.resumed:
+    if args.resumed and args.command != "report":
         job = JobDir(
             work / f"{args.resumed}-resumed", "dataworks", inventory(work.parent, args.resumed)
         ).write()
