@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from migrator.auth import acs
@@ -120,3 +122,19 @@ def test_v3_sign_then_verify_round_trip_and_tamper() -> None:
 
 def test_percent_encode_rules() -> None:
     assert acs.percent_encode("a b*c~d/é") == "a%20b%2Ac~d%2F%C3%A9"
+
+
+def test_nonces_never_repeat_in_a_process_or_across_a_fork() -> None:
+    made = {acs.new_nonce() for _ in range(10_000)}
+    assert len(made) == 10_000
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next nonce, then gone without running the parent's cleanup
+        os.write(write, acs.new_nonce().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child not in made | {acs.new_nonce()}
+    assert child[:16] != acs.new_nonce()[:16]  # a fresh prefix, not the parent's counter
