@@ -16,6 +16,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -464,15 +465,26 @@ class Pipeline:
     async def read(self, tx: MemoryObjectSendStream[Entry]) -> None:
         async with tx:
             unreported = 0
-            async for entry in self._entries():
-                await tx.send(entry)
-                self.read_count += 1
-                unreported += 1
-                if unreported == BATCH:
-                    self.observer.read(unreported)
-                    unreported = 0
-                    await anyio.lowlevel.checkpoint()
+            async with aclosing(self._entries()) as entries:
+                async for entry in entries:
+                    await tx.send(entry)
+                    self.read_count += 1
+                    unreported += 1
+                    if unreported == BATCH:
+                        self.observer.read(unreported)
+                        unreported = 0
+                        await anyio.lowlevel.checkpoint()
+                        if self._read_no_further():
+                            break
             self.observer.read(unreported, finished=True)
+
+    def _read_no_further(self) -> bool:
+        """A migration whose provider stopped stops reading: nothing more is sent this run, and
+        reading on would only record the rest of the source as pending, which took minutes after
+        "stopped" at a million lines. The next run reads on from its read frontier (or reads
+        everything again, from a source without one). A sync reads on: a workflow it did not
+        read would look gone from the source."""
+        return self.stopped and self.job.mode == "migrate"
 
     async def _entries(self) -> AsyncIterator[Entry]:
         """The source; through its read frontier where a migration reads a canonical inventory.

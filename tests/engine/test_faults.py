@@ -23,6 +23,7 @@ import aiohttp
 import anyio
 import pytest
 
+from migrator.engine.pipeline import BATCH
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.faults import quota_day
 from tests.engine.support import KINDS, ROOT, Harness, migrator
@@ -178,6 +179,28 @@ def test_a_daily_cap_parks_the_run_until_the_reset_then_the_next_runs_finish(mak
         result = h.run()
         assert result.returncode in (0, 3), result.stderr[-3000:]
     assert h.states() == {"done": 30}
+    h.assert_nothing_twice()
+
+
+def test_a_migration_stops_reading_once_its_provider_stopped_and_the_next_run_reads_on(make: Any) -> None:
+    """A run that met the daily cap records no more of its source than it had in hand (it used to
+    read and record all of it, minutes at a million lines); the next run, with quota again, takes
+    the rest from the read frontier and makes nothing twice."""
+    count = 1200
+    h = make("dataworks", count, "daily_cap = 5", "park_after = 1")
+    first = h.run()
+    assert first.returncode == 3, first.stderr[-3000:]
+    assert "quota used up until" in first.stderr
+    recorded = sum(h.states().values())
+    # Read, waiting in the channel and being translated when the provider stopped: a few batches.
+    assert recorded <= 5 * BATCH < count, recorded
+    (read_to,) = h.rows("SELECT line FROM frontiers")[0]
+    assert read_to <= recorded
+    h.write("")  # the account has quota again
+    unparked = migrator("retry", "f", "--parked", "--config", h.config)
+    assert unparked.returncode == 0, unparked.stderr[-3000:]
+    h.converge()
+    assert h.states() == {"done": count}
     h.assert_nothing_twice()
 
 
