@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -486,7 +486,7 @@ class Pipeline:
         read would look gone from the source."""
         return self.stopped and self.job.mode == "migrate"
 
-    async def _entries(self) -> AsyncIterator[Entry]:
+    async def _entries(self) -> AsyncGenerator[Entry, None]:
         """The source; through its read frontier where a migration reads a canonical inventory.
 
         Any other reading forgets the job's frontier (a sync reads and compares every line, other
