@@ -49,9 +49,10 @@ def form_encode(pairs: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in pairs)
 
 
-#: What a form body must escape to decode unambiguously: the escape character, the separators,
-#: ``+`` (read as a space) and whitespace. ``%`` goes first so no escape is escaped again.
-_FORM_ESCAPES = tuple((c, f"%{ord(c):02X}") for c in "%&+=# \t\n\r")
+#: What a form body must escape to decode unambiguously: the escape character, the separators
+#: (``;`` too, which some parsers split on or refuse), ``+`` (read as a space) and whitespace.
+#: ``%`` goes first so no escape is escaped again.
+_FORM_ESCAPES = tuple((c, f"%{ord(c):02X}") for c in "%&;+=# \t\n\r")
 
 
 def _percent_encode_run(exc: UnicodeError) -> tuple[str, int]:

@@ -51,8 +51,8 @@ def test_a_form_body_decodes_to_its_pairs_by_the_sandbox_and_by_parse_qsl(
 
 
 def test_a_form_body_escapes_separators_and_blanks_and_keeps_json_punctuation() -> None:
-    spec = '{"name":"a b","sql":"x=1&y+2 #3 50%","n":[1]}\n'
+    spec = '{"name":"a b","sql":"x=1&y+2 #3 50%;","n":[1]}\n'
     assert acs.form_body([("Spec", spec)]) == (
-        'Spec={"name":"a%20b","sql":"x%3D1%26y%2B2%20%233%2050%25","n":[1]}%0A'
+        'Spec={"name":"a%20b","sql":"x%3D1%26y%2B2%20%233%2050%25%3B","n":[1]}%0A'
     )
     assert acs.form_body([("é", "\x01")]) == "%C3%A9=%01"
