@@ -20,7 +20,8 @@ source with a JSON array or a provider's export files keep no frontier and read 
 from __future__ import annotations
 
 import stat
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import asdict, dataclass, replace
 from itertools import groupby
 from pathlib import Path
@@ -192,12 +193,13 @@ class Frontier:
         self._marks = [replace(m, epoch=self.run_id, offset=0, line=0) for m in now]
         self.stats.epoch = self.run_id
 
-    async def entries(self) -> AsyncIterator[Entry]:
+    async def entries(self) -> AsyncGenerator[Entry, None]:
         """What the run reads: the items read again, then each file from its frontier (from its
         first line in a new epoch)."""
         if self._resuming:
-            async for entry in self._again():
-                yield entry
+            async with aclosing(self._again()) as again:  # closed at once when a run stops reading
+                async for entry in again:
+                    yield entry
         if self._marks is None:
             for entry in inventory.read(self.paths):
                 self.stats.scanned += 1
@@ -209,7 +211,7 @@ class Frontier:
                     yield inventory.entry(doc)
         log.info("source read", job=self.job, **asdict(self.stats))
 
-    async def _again(self) -> AsyncIterator[Entry]:
+    async def _again(self) -> AsyncGenerator[Entry, None]:
         """The items before the frontier that still have work, read again at their offsets.
 
         Page by page (by key, per state: the store's index order), each page in file order. Rows

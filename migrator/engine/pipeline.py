@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -30,7 +30,7 @@ from migrator.engine.flow import tally
 from migrator.engine.frontier import Frontier
 from migrator.engine.gate import Gate, Verdict
 from migrator.engine.poller import Poller
-from migrator.engine.source import Inventory
+from migrator.engine.source import Inventory, Source
 from migrator.errors import ProviderError, ProviderStopped, TranslationError
 from migrator.inventory import Entry
 from migrator.log import moment
@@ -215,7 +215,7 @@ class Pipeline:
     cfg: ProviderConfig
     provider: Provider
     store: Store
-    source: Callable[[], AsyncIterator[Entry]]
+    source: Source
     observer: Observer = field(default_factory=_Silent)
     clock: Callable[[], float] = time.time
     prune: bool = False
@@ -465,6 +465,7 @@ class Pipeline:
     async def read(self, tx: MemoryObjectSendStream[Entry]) -> None:
         async with tx:
             unreported = 0
+            finished = True
             async with aclosing(self._entries()) as entries:
                 async for entry in entries:
                     await tx.send(entry)
@@ -475,8 +476,9 @@ class Pipeline:
                         unreported = 0
                         await anyio.lowlevel.checkpoint()
                         if self._read_no_further():
+                            finished = False  # the total is not known: progress must not say it is
                             break
-            self.observer.read(unreported, finished=True)
+            self.observer.read(unreported, finished=finished)
 
     def _read_no_further(self) -> bool:
         """A migration whose provider stopped stops reading: nothing more is sent this run, and
@@ -496,12 +498,14 @@ class Pipeline:
             job, paths = self.job.name, self.source.paths
             self.frontier = Frontier(self.store, job, self.run_id, paths, self._count_unread)
             await self.frontier.start()
-            async for entry in self.frontier.entries():
-                yield entry
+            async with aclosing(self.frontier.entries()) as entries:
+                async for entry in entries:
+                    yield entry
             return
         await self.store.forget_frontier(self.job.name)
-        async for entry in self.source():
-            yield entry
+        async with aclosing(self.source()) as entries:
+            async for entry in entries:
+                yield entry
 
     def _count_unread(self, by_state: Mapping[State, int], sign: int) -> None:
         """Items before the read frontier that are not read again count as a full scan counts

@@ -20,7 +20,7 @@ import sqlite3
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +156,7 @@ async def planning(
     job: JobConfig,
     provider: Provider,
     store: Store | None,
-    source: Callable[[], AsyncIterator[Entry]],
+    source: Callable[[], AsyncGenerator[Entry, None]],
 ) -> AsyncIterator[Plan]:
     """Work out the plan; its per-item lines can be read until the context ends."""
     with tempfile.TemporaryDirectory(prefix="migrator-plan-") as tmp:
@@ -180,7 +180,7 @@ class _Planner:
         self.digest = digester(job.target)
         self.mapped = job.target.mappings.upstreams
 
-    async def run(self, source: Callable[[], AsyncIterator[Entry]]) -> None:
+    async def run(self, source: Callable[[], AsyncGenerator[Entry, None]]) -> None:
         batch: list[Entry] = []
         async for entry in source():
             batch.append(entry)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from migrator.inventory import Entry
 from migrator.providers import registry
 from migrator.providers.base import Lister
 
-Source = Callable[[], AsyncIterator[Entry]]
+Source = Callable[[], AsyncGenerator[Entry, None]]
 
 
 class Inventory:
@@ -24,7 +24,7 @@ class Inventory:
     def __init__(self, paths: Sequence[Path]) -> None:
         self.paths = tuple(paths)
 
-    async def __call__(self) -> AsyncIterator[Entry]:
+    async def __call__(self) -> AsyncGenerator[Entry, None]:
         for entry in inventory.read(self.paths):
             yield entry
 
@@ -49,7 +49,7 @@ async def open_source(source: SourceConfig, config: Config, state: Path) -> Asyn
     reader: Callable[[Sequence[Path]], Iterator[Entry]] = plugin.export_reader
     paths = source.paths
 
-    async def entries() -> AsyncIterator[Entry]:
+    async def entries() -> AsyncGenerator[Entry, None]:
         for entry in reader(paths):
             yield entry
 

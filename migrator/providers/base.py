@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -141,7 +141,7 @@ class Provider(Protocol):
 class Lister(Protocol):
     """A provider that can read its live workflows back (``source.kind = "live"``, ``export``)."""
 
-    def listing(self) -> AsyncIterator[Entry]: ...
+    def listing(self) -> AsyncGenerator[Entry, None]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -373,7 +373,7 @@ class Emr:
             count += 1
         return count
 
-    async def listing(self) -> AsyncIterator[Entry]:
+    async def listing(self) -> AsyncGenerator[Entry, None]:
         """The live project as canonical workflows (errors name the flow and the field)."""
         async for _listed_flow, flow, jobs, folder in self.documents():
             origin = f"emr:{self.project_id}/{flow.get('Id')}"

@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -537,7 +537,7 @@ class Enos:
             count += 1
         return count
 
-    async def listing(self) -> AsyncIterator[Entry]:
+    async def listing(self) -> AsyncGenerator[Entry, None]:
         """This user's flows as canonical workflows."""
         async for flow_id, folder, struct in self.documents():
             origin = f"enos:{flow_id}"
