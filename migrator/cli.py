@@ -10,8 +10,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack, nullcontext
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -341,7 +341,7 @@ def plan(
                 open_provider(config.provider(job.target.provider), state)
             )
             planned = await stack.enter_async_context(planning(job, provider, store, source))
-            with output.open("w", encoding="utf-8", newline="") if output else nullcontext(sys.stdout) as out:
+            with _text_out(output) as out:
                 if fmt == "json":
                     plans.write_json(planned, out)
                 elif fmt == "csv":
@@ -400,11 +400,24 @@ def retry(job: str, every: bool, parked: bool, config_path: Path | None, state_p
         sys.exit(_fail(exc))
 
 
-def _text_out(output: Path | None) -> TextIO:
-    """``output`` opened for writing text, or standard output (left open when done)."""
-    if output:
-        return output.open("w", encoding="utf-8", newline="")
-    return open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
+@contextmanager
+def _text_out(output: Path | None) -> Iterator[TextIO]:
+    """Where a command's text goes: standard output, or ``output`` written whole or not at all.
+
+    Written beside it under a temporary name and moved into place at the end, so that a failure
+    partway (a store that cannot be read, Ctrl-C) leaves an earlier report as it was rather than
+    half of a new one.
+    """
+    if output is None:
+        yield sys.stdout
+        return
+    part = output.with_name(f".{output.name}.{os.getpid()}.part")
+    try:
+        with part.open("w", encoding="utf-8", newline="") as fh:
+            yield fh
+        part.replace(output)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 @main.command()
@@ -449,19 +462,16 @@ def report(
         sys.exit(_fail(exc))
     if data is None:
         sys.exit(EXIT_OK)
-    if fmt == "table":
-        with _text_out(output) as fh:
+    texts: dict[str, Callable[[dict[str, Any]], str]] = {
+        "json": lambda d: reports.to_json(d) + "\n",
+        "md": reports.to_markdown,
+        "html": reports.to_html,
+    }
+    with _text_out(output) as fh:
+        if fmt == "table":
             reports.print_table(data, Console(file=fh, width=160))
-        sys.exit(EXIT_OK)
-    text = {
-        "json": lambda: reports.to_json(data) + "\n",
-        "md": lambda: reports.to_markdown(data),
-        "html": lambda: reports.to_html(data),
-    }[fmt]()
-    if output:
-        output.write_text(text, encoding="utf-8")
-    else:
-        click.echo(text, nl=False)
+        else:
+            fh.write(texts[fmt](data))
     sys.exit(EXIT_OK)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import pytest
 
 from migrator.engine.target import sandbox_data_path
 from migrator.providers.dataworks.render import workflow_id
@@ -372,3 +373,23 @@ def test_sigint_stops_cleanly_with_exit_3_and_the_next_run_finishes(tmp_path: Pa
     result = migrator("run", job, "--config", config)
     assert result.returncode == 0, result.stderr[-2000:]
     assert _rows(state, "SELECT COUNT(*) FROM items WHERE state = 'done'") == [(30,)]
+
+
+def test_a_report_file_is_written_whole_or_left_as_it_was(tmp_path: Path) -> None:
+    from migrator.cli import _text_out
+
+    out = tmp_path / "report.csv"
+    out.write_text("the earlier report\n")
+
+    def fail_partway() -> None:
+        with _text_out(out) as fh:
+            fh.write("half of a new one")
+            raise RuntimeError("the store could not be read")
+
+    with pytest.raises(RuntimeError):
+        fail_partway()
+    assert out.read_text() == "the earlier report\n"
+    with _text_out(out) as fh:
+        fh.write("a new report\n")
+    assert out.read_text() == "a new report\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]  # no temporary file left behind

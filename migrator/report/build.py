@@ -7,7 +7,8 @@ warnings by translation rule, and every run's history. Renderers only lay this d
 formats cannot disagree about a number.
 
 Counts come from SQL and lists from the items they list, read a page at a time: the report of a
-million-workflow job must not hold its every item.
+million-workflow job must not hold its every item. Failures, parked and orphaned items are in
+the order the store recorded them; warnings (and each rule's examples) in key order.
 """
 
 from __future__ import annotations

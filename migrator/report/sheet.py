@@ -1,4 +1,5 @@
-"""The report as CSV, one row per item: what a user pastes into a spreadsheet to sort and filter.
+"""The report as CSV, one row per item in key order: what a user pastes into a spreadsheet to sort
+and filter.
 
 A cell that starts like a formula (``=``, ``+``, ``-``, ``@``) is prefixed with ``'`` so that a
 spreadsheet shows it rather than evaluates it: names and messages are user and provider data.
