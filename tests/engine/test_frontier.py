@@ -54,6 +54,12 @@ def write(inv: Path, lines: list[str]) -> list[int]:
     return starts
 
 
+def numbered(tmp_path: Path, count: int) -> tuple[Path, list[int]]:
+    """An inventory of workflows w0001 to ``count`` in ``tmp_path``, and where each line starts."""
+    inv = tmp_path / "inv.jsonl"
+    return inv, write(inv, [json.dumps(record(i)) for i in range(1, count + 1)])
+
+
 class Counted:
     """An observer that counts what the pipeline reports, and interrupts the run (as Ctrl-C
     does) once ``stop_after`` items are done."""
@@ -225,8 +231,7 @@ def test_a_killed_run_leaves_its_frontier_and_the_next_resumes_there_to_what_a_f
 
 async def test_items_with_work_left_before_the_frontier_are_read_again_and_submitted(tmp_path: Path) -> None:
     count = 60
-    inv = tmp_path / "inv.jsonl"
-    write(inv, [json.dumps(record(i)) for i in range(1, count + 1)])
+    inv, _ = numbered(tmp_path, count)
     async with running("dataworks", settings(tmp_path, Faults(job_fail=0.3, seed=5))) as handle:
         _, _, outcome = await migrate(tmp_path, handle, inv)
     assert outcome is not None
@@ -287,8 +292,7 @@ async def test_a_key_read_before_the_frontier_is_a_duplicate_after_it(
 
 async def test_a_changed_file_is_read_in_full_as_a_new_epoch(tmp_path: Path, sandbox: SandboxHandle) -> None:
     count = 30
-    inv = tmp_path / "inv.jsonl"
-    write(inv, [json.dumps(record(i)) for i in range(1, count + 1)])
+    inv, _ = numbered(tmp_path, count)
     await migrate(tmp_path, sandbox, inv)
     before = await calls(sandbox)
 
@@ -322,8 +326,7 @@ async def test_a_sync_reads_everything_and_the_next_migration_starts_a_new_epoch
     tmp_path: Path, sandbox: SandboxHandle
 ) -> None:
     count = 20
-    inv = tmp_path / "inv.jsonl"
-    write(inv, [json.dumps(record(i)) for i in range(1, count + 1)])
+    inv, _ = numbered(tmp_path, count)
     await migrate(tmp_path, sandbox, inv)
     assert rows(tmp_path, "SELECT epoch, line FROM frontiers") == [(1, count)]
 
@@ -343,8 +346,7 @@ async def test_a_line_that_is_not_its_item_any_more_falls_back_to_a_full_scan(
     tmp_path: Path, sandbox: SandboxHandle
 ) -> None:
     count = 30
-    inv = tmp_path / "inv.jsonl"
-    starts = write(inv, [json.dumps(record(i)) for i in range(1, count + 1)])
+    inv, starts = numbered(tmp_path, count)
     await migrate(tmp_path, sandbox, inv)
     async with await Store.open(tmp_path / "state.db") as store:  # two items put back to pending
         for key in ("t:w0005", "t:w0020"):
@@ -379,8 +381,7 @@ async def test_an_old_state_database_is_upgraded_read_in_full_once_then_resumed(
     tmp_path: Path, sandbox: SandboxHandle
 ) -> None:
     count = 20
-    inv = tmp_path / "inv.jsonl"
-    write(inv, [json.dumps(record(i)) for i in range(1, count + 1)])
+    inv, _ = numbered(tmp_path, count)
     await migrate(tmp_path, sandbox, inv)
     # Back to schema 3, as the previous version left its state databases, one item not yet sent.
     conn = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
