@@ -76,14 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     cases: list[dict[str, Any]] = []
     for count in (int(c) for c in args.counts.split(",")):
         job = JobDir(work / str(count), "dataworks", inventory(work.parent, count)).write()
+        stop = None if count <= args.full_up_to or args.command == "report" else args.stop_after
         if args.command == "report":  # over the store an interrupted run of that size leaves
             built = build_store(job.state, job.inventory, count, args.pending, "end")
-            case = {"count": count, "case": f"store: {built['done']} done, {built['pending']} pending"}
-            cases.append(case | measure(job, args.command, None))
-            continue
-        stop = None if count <= args.full_up_to else args.stop_after
-        case = {"count": count, "case": "full" if stop is None else f"stopped after {stop:g} s"}
-        cases.append(case | measure(job, args.command, stop))
+            what = f"store: {built['done']} done, {built['pending']} pending"
+        else:
+            what = "full" if stop is None else f"stopped after {stop:g} s"
+        cases.append({"count": count, "case": what} | measure(job, args.command, stop))
     if args.resumed and args.command != "report":
         job = JobDir(
             work / f"{args.resumed}-resumed", "dataworks", inventory(work.parent, args.resumed)

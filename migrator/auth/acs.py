@@ -44,8 +44,9 @@ def percent_encode(value: str) -> str:
     return value.encode().decode("latin-1").translate(_BYTE_ENCODED)
 
 
-def form_encode(pairs: Iterable[tuple[str, str]]) -> str:
-    """A query string as POP clients send it: every value RFC 3986 encoded (space ``%20``)."""
+def query_string(pairs: Iterable[tuple[str, str]]) -> str:
+    """A query string as POP clients send it, every name and value RFC 3986 encoded (space
+    ``%20``); of sorted pairs, the canonical query both signatures cover."""
     return "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in pairs)
 
 
@@ -61,10 +62,10 @@ def _percent_encode_run(exc: UnicodeError) -> tuple[str, int]:
     return percent_encode(exc.object[exc.start : exc.end]), exc.end
 
 
-#: ``str.encode("ascii", PERCENT_ENCODE_RUNS)`` scans in C and calls back once per non-ASCII run
+#: ``str.encode("ascii", _PERCENT_ENCODE_RUNS)`` scans in C and calls back once per non-ASCII run
 #: (a Chinese description), where a regex over a 12 kB spec took longer than the escaping.
-PERCENT_ENCODE_RUNS = "migrator.percent-encode"
-codecs.register_error(PERCENT_ENCODE_RUNS, _percent_encode_run)
+_PERCENT_ENCODE_RUNS = "migrator.percent-encode"
+codecs.register_error(_PERCENT_ENCODE_RUNS, _percent_encode_run)
 
 
 def _form_value(text: str) -> str:
@@ -81,7 +82,7 @@ def _form_value(text: str) -> str:
         if raw in escaped:
             escaped = escaped.replace(raw, code)
     if not escaped.isascii():
-        escaped = escaped.encode("ascii", PERCENT_ENCODE_RUNS).decode("ascii")
+        escaped = escaped.encode("ascii", _PERCENT_ENCODE_RUNS).decode("ascii")
     return escaped if escaped.isprintable() else percent_encode(text)
 
 
@@ -155,7 +156,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 def _canonical_query(params: Iterable[tuple[str, str]]) -> str:
-    return "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in sorted(params))
+    return query_string(sorted(params))
 
 
 # --- V1 -----------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import sqlite3
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ from rich.table import Table
 from migrator.config import JobConfig
 from migrator.engine.gate import BROKEN, READY
 from migrator.engine.pipeline import BATCH, IN_FLIGHT, SETTLED_OR_IN_FLIGHT, compare, digester
+from migrator.engine.source import Source
 from migrator.errors import TranslationError
 from migrator.inventory import Entry
 from migrator.log import moment
@@ -156,7 +157,7 @@ async def planning(
     job: JobConfig,
     provider: Provider,
     store: Store | None,
-    source: Callable[[], AsyncGenerator[Entry, None]],
+    source: Source,
 ) -> AsyncIterator[Plan]:
     """Work out the plan; its per-item lines can be read until the context ends."""
     with tempfile.TemporaryDirectory(prefix="migrator-plan-") as tmp:
@@ -180,7 +181,7 @@ class _Planner:
         self.digest = digester(job.target)
         self.mapped = job.target.mappings.upstreams
 
-    async def run(self, source: Callable[[], AsyncGenerator[Entry, None]]) -> None:
+    async def run(self, source: Source) -> None:
         batch: list[Entry] = []
         async for entry in source():
             batch.append(entry)

@@ -17,16 +17,24 @@ from migrator.providers.base import Lister
 Source = Callable[[], AsyncGenerator[Entry, None]]
 
 
-class Inventory:
+class Files:
+    """A source read from files: called, ``reader`` streams every record of ``paths``."""
+
+    def __init__(self, reader: Callable[[Sequence[Path]], Iterator[Entry]], paths: Sequence[Path]) -> None:
+        self.reader = reader
+        self.paths = tuple(paths)
+
+    async def __call__(self) -> AsyncGenerator[Entry, None]:
+        for entry in self.reader(self.paths):
+            yield entry
+
+
+class Inventory(Files):
     """A canonical inventory source. Called, it reads its files in full; a migration reads them
     through their read frontier instead (engine.frontier), which needs their paths."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
-        self.paths = tuple(paths)
-
-    async def __call__(self) -> AsyncGenerator[Entry, None]:
-        for entry in inventory.read(self.paths):
-            yield entry
+        super().__init__(inventory.read, paths)
 
 
 @asynccontextmanager
@@ -46,11 +54,4 @@ async def open_source(source: SourceConfig, config: Config, state: Path) -> Asyn
     plugin = registry.plugin(source.kind.removesuffix("-export"))
     if plugin.export_reader is None:
         raise ConfigError(f"source.kind {source.kind!r}: {plugin.kind} export files cannot be read yet")
-    reader: Callable[[Sequence[Path]], Iterator[Entry]] = plugin.export_reader
-    paths = source.paths
-
-    async def entries() -> AsyncGenerator[Entry, None]:
-        for entry in reader(paths):
-            yield entry
-
-    yield entries
+    yield Files(plugin.export_reader, source.paths)

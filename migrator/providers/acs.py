@@ -123,7 +123,7 @@ class AcsClient:
                 headers["content-type"] = FORM
         headers.pop("host", None)
         url = URL(
-            f"{self._base}/?{acs.form_encode(params.items())}" if params else f"{self._base}/",
+            f"{self._base}/?{acs.query_string(params.items())}" if params else f"{self._base}/",
             encoded=True,
         )
         answer = await send(

@@ -100,7 +100,7 @@ async def build(
             {"key": i.key, "name": i.name, "state": i.state.value, "retries": i.retries} for i in retried
         ],
         "retried_total": retried_total,
-        **({"warnings": rules.listed} if every_warning else {}),
+        **({"warnings": rules.listed} if rules.listed is not None else {}),
         "warnings_total": rules.total,
         "warnings_by_rule": rules.counts(),
         "warning_rules": rules.groups(),
@@ -171,20 +171,21 @@ class _Rules:
     rather than one workflow's tasks). Every warning is kept only if ``listed``."""
 
     def __init__(self, *, listed: bool) -> None:
-        self.total = 0
-        self.listed: list[dict[str, str]] = []
-        self._keep = listed
+        self.listed: list[dict[str, str]] | None = [] if listed else None
         self._count: Counter[str] = Counter()
         self._items: Counter[str] = Counter()
         self._examples: dict[str, list[dict[str, str]]] = {}
 
+    @property
+    def total(self) -> int:
+        return self._count.total()
+
     def add(self, key: str, warnings: tuple[str, ...]) -> None:
         first: dict[str, str] = {}
         for rule, message in map(split_warning, warnings):
-            self.total += 1
             self._count[rule] += 1
             first.setdefault(rule, message)
-            if self._keep:
+            if self.listed is not None:
                 self.listed.append({"key": key, "rule": rule, "message": message})
         for rule, message in first.items():
             self._items[rule] += 1
