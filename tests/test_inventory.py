@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from migrator.inventory import documents, entry, line_at, read
+from migrator.inventory import documents, entries, entry, entry_at, read
 
 GOOD = {"name": "ok", "tasks": [{"name": "a"}]}
 
@@ -94,8 +94,47 @@ def test_jsonl_records_carry_their_place_and_reading_resumes_after_one(tmp_path:
     a = whole[0].place
     assert a is not None
     assert [entry(d) for d in documents(inv, offset=a.end, line=a.line)] == whole[1:]
+    assert list(entries(inv)) == whole, "validated from the bytes, as parsed then validated"
+    assert list(entries(inv, offset=a.end, line=a.line)) == whole[1:]
     with inv.open("rb") as fh:
-        again = [line_at(fh, e.place.offset, e.origin) for e in whole if e.place is not None]
-        assert line_at(fh, a.end, "x") is None  # a blank line holds no record
-    assert [entry(d).key for d in again if d is not None] == [e.key for e in whole]
-    assert all(d is not None and d.place is None for d in again), "read out of order: no place"
+        again = [entry_at(fh, e.place.offset, e.origin) for e in whole if e.place is not None]
+        assert entry_at(fh, a.end, "x") is None  # a blank line holds no record
+    assert [e.key for e in again if e is not None] == [e.key for e in whole]
+    assert all(e is not None and e.place is None for e in again), "read out of order: no place"
+
+
+def test_a_line_validated_from_its_bytes_reads_as_parsed_then_validated(tmp_path: Path) -> None:
+    """`entries` validates JSON Lines from the bytes; whatever a line holds, the entry (workflow,
+    or error word for word) is the one `json.loads` then `model_validate` gives."""
+    from migrator.sample import generate, write_jsonl
+
+    inv = tmp_path / "inv.jsonl"
+    write_jsonl(inv, generate(300, seed=3))
+    odd = [
+        '{"name": "dup", "name": "last", "tasks": [{"name": "a"}]}',  # a repeated key: the last
+        '{"name": "nan", "tasks": [{"name": "a", "retry_interval": NaN}]}',
+        '{"name": "big", "tasks": [{"name": "a", "max_retries": 3.0, "timeout": 1e400}]}',
+        '{"name": "lone \\ud800", "tasks": [{"name": "a"}]}',  # a lone surrogate
+        '\ufeff{"name": "bom", "tasks": [{"name": "a"}]}',
+        '{"name": "x", "tasks": [{"name": "a"}]} trailing',
+        '{"name": " padded ", "schedule": {"cron": "0 5 * * *"}, "tasks": [{"name": "a"}]}',
+        '{"name": "dep", "upstream": ["u", {"workflow": "v", "task": "t"}], "tasks": [{"name": "a"}]}',
+        '{"name": "when", "schedule": {"cron": "0 0 5 * * ?", "start": "2024-01-09T00:00:00+08:00",'
+        ' "end": "2024-01-01"}, "tasks": [{"name": "a"}]}',
+        '{"name": "s", "tasks": [{"name": "a", "variables": [{"name": "p", "value": 5}]}]}',
+        "[1, 2]",
+        '"text"',
+    ]
+    with inv.open("a", encoding="utf-8", errors="surrogatepass") as fh:
+        fh.write("\n".join(odd) + "\n")
+    fast = list(entries(inv))
+    slow = [entry(d) for d in documents(inv)]
+    assert len(fast) == 300 + len(odd)
+    seen = [(e.key, e.name, e.error, e.place) for e in fast]
+    assert seen == [(e.key, e.name, e.error, e.place) for e in slow]
+    for a, b in zip(fast, slow, strict=True):
+        assert (a.workflow is None) == (b.workflow is None)
+        if a.workflow is not None and b.workflow is not None:
+            assert a.workflow.to_record() == b.workflow.to_record(), a.origin
+            assert a.workflow.content_hash() == b.workflow.content_hash(), a.origin
+    assert sum(e.workflow is None for e in fast) >= 5, "the odd lines include refused ones"

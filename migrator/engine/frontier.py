@@ -129,8 +129,7 @@ def _read_again(name: str, items: Iterable[_Again]) -> Iterator[tuple[_Again, En
     duplicate's row is keyed by its origin, not by the key of its line."""
     with open(name, "rb") as fh:
         for again in items:
-            doc = inventory.line_at(fh, again.offset, again.origin)
-            entry = inventory.entry(doc) if doc is not None else None
+            entry = inventory.entry_at(fh, again.offset, again.origin)
             ok = entry is not None and (again.duplicate or entry.key == again.key)
             yield again, entry if ok else None
 
@@ -206,9 +205,9 @@ class Frontier:
                 yield entry
         else:
             for mark in self._marks:
-                for doc in inventory.documents(Path(mark.name), offset=mark.offset, line=mark.line):
+                for entry in inventory.entries(Path(mark.name), offset=mark.offset, line=mark.line):
                     self.stats.scanned += 1
-                    yield inventory.entry(doc)
+                    yield entry
         log.info("source read", job=self.job, **asdict(self.stats))
 
     async def _again(self) -> AsyncGenerator[Entry, None]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -106,6 +106,7 @@ class _Letters:
 
     native: dict[str, str]
     longest_first: tuple[tuple[str, str], ...]
+    split: dict[str, tuple[str, ...] | None] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, native: dict[str, str]) -> _Letters:
@@ -113,6 +114,8 @@ class _Letters:
         return cls(native, tuple(pairs))
 
 
+#: Formats :func:`_tokens` remembers per syntax: bounded, as a parameter's name is a "format" too.
+_FORMATS_KEPT = 4096
 _EMR_LETTERS = _Letters.of({t: t for t in TOKENS})
 _DATAWORKS_LETTERS = _Letters.of(dict(_EMR_LETTERS.native, MM="mm", HH="hh24", mm="mi"))
 #: DataWorks' business-date macros (``${...}``) format dates only.
@@ -122,7 +125,19 @@ _DATAWORKS_DATE_LETTERS = _Letters.of(
 
 
 def _tokens(fmt: str, letters: _Letters) -> tuple[str, ...] | None:
-    """Split a format into neutral tokens (longest letters first); None if it holds no token."""
+    """Split a format into neutral tokens (longest letters first); None if it holds no token.
+
+    Remembered per syntax: an inventory repeats a handful of formats (``bizdate``, ``yyyyMMdd``)
+    thousands of times, and splitting them letter by letter was half of a rendering's time.
+    """
+    if fmt not in letters.split:
+        if len(letters.split) >= _FORMATS_KEPT:
+            letters.split.clear()
+        letters.split[fmt] = _split(fmt, letters)
+    return letters.split[fmt]
+
+
+def _split(fmt: str, letters: _Letters) -> tuple[str, ...] | None:
     out: list[str] = []
     i = 0
     found = False
