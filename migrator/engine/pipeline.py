@@ -830,7 +830,10 @@ class Pipeline:
                 )
             ],
         )
-        parts = PartLog(self.store, job, self.run_id, key, await self.store.parts(job, key))
+        # Parts are checkpointed only inside a submit, after the intent that counts its attempt:
+        # a first attempt has none to read (a store round trip per workflow saved).
+        known = await self.store.parts(job, key) if work.attempts else {}
+        parts = PartLog(self.store, job, self.run_id, key, known)
         with tally() as cost, bound_contextvars(key=key):  # the key on every log line of its calls
             try:
                 result = await self.provider.submit(work.rendered, parts, update=work.update)

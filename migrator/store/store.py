@@ -798,10 +798,26 @@ class _Writer:
 
     @staticmethod
     def commit(db: sqlite3.Connection, batch: tuple[Clock, list[_Waiter]]) -> None:
-        """Apply every waiter's changes in one transaction, each in its own savepoint."""
+        """Apply every waiter's changes in one transaction.
+
+        All at once first; only if a change is refused is the batch undone and applied again
+        with a savepoint per waiter, so that the refusal fails its own caller alone. Refusals
+        are rare, and two savepoint statements per caller were a tenth of a commit's work.
+        """
         clock, waiters = batch
         writer = _Writer(db, clock)
         with _immediate(db):
+            db.execute("SAVEPOINT batch")
+            try:
+                for waiter in waiters:
+                    for change in waiter.changes:
+                        writer._apply_one(waiter.job, waiter.run_id, change)
+            except (StoreError, sqlite3.IntegrityError):
+                db.execute("ROLLBACK TO batch")
+            else:
+                db.execute("RELEASE batch")
+                return
+            db.execute("RELEASE batch")
             for n, waiter in enumerate(waiters):
                 db.execute(f"SAVEPOINT w{n}")
                 try:
@@ -848,15 +864,23 @@ class _Writer:
                 raise StoreError(f"field {name!r} cannot be set by a transition")
             sets.append(f"{name} = ?")
             args.append(json.dumps(list(value)) if name == "warnings" else value)
-        have = self._state("SELECT state FROM items WHERE job = ? AND key = ?", (job, change.key))
-        if have is None or State(have) not in change.expect:
+        update = f"UPDATE items SET {', '.join(sets)} WHERE job = ? AND key = ?"
+        if len(change.expect) == 1:
+            # The usual guard, one expected state: checked by the update itself, not read first.
+            (expected,) = change.expect
+            have: str | None = expected.value
+            moved = self._db.execute(update + " AND state = ?", (*args, job, change.key, have)).rowcount
+        else:
+            have = self._state("SELECT state FROM items WHERE job = ? AND key = ?", (job, change.key))
+            moved = 0 if have is None or State(have) not in change.expect else 1
+            if moved:
+                self._execute(update, (*args, job, change.key))
+        if not moved:
+            have = self._state("SELECT state FROM items WHERE job = ? AND key = ?", (job, change.key))
             want = "/".join(sorted(s.value for s in change.expect))
             raise StoreError(
                 f"item {change.key!r} is {have or 'missing'}, not {want}; refusing {change.to.value}"
             )
-        self._execute(
-            f"UPDATE items SET {', '.join(sets)} WHERE job = ? AND key = ?", (*args, job, change.key)
-        )
         if have == change.to.value and change.detail is None:
             return  # a re-poll: bookkeeping, not a transition
         code = change.fields.get("error_code")

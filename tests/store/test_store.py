@@ -107,6 +107,39 @@ async def test_concurrent_writers_are_group_committed_and_one_failure_is_isolate
         assert set(counts) == {s.value for s in State}
 
 
+async def test_a_refused_change_undoes_its_callers_other_changes_and_no_one_elses(tmp_path: Path) -> None:
+    """A batch is applied at once, and again caller by caller only when a change is refused: the
+    refused caller's earlier changes are undone, the others' kept, each event from the state left."""
+    async with await Store.open(tmp_path / "s.db") as store:
+        run = await store.start_run(JOB, "migrate", "dataworks")
+        await store.apply(JOB, run, [rec(f"k{i}") for i in range(6)])
+        sent = frozenset({State.RENDERED})
+        either = frozenset({State.RENDERED, State.PENDING})
+        outcomes: dict[int, str] = {}
+
+        async def write(i: int) -> None:
+            changes = [Move(f"k{i}", sent if i % 2 else either, State.SUBMITTING, {"attempts": 1})]
+            if i == 3:  # its first move is good, its second finds k0 submitting, not rendered
+                changes.append(Move("k0", sent, State.DONE))
+            try:
+                await store.apply(JOB, run, changes)
+                outcomes[i] = "ok"
+            except StoreError as exc:
+                outcomes[i] = str(exc)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(write, i)
+        assert outcomes.pop(3) == "item 'k0' is submitting, not rendered; refusing done"
+        assert set(outcomes.values()) == {"ok"}
+        states = {k: (await store.item(JOB, k)).state for k in (f"k{i}" for i in range(6))}  # type: ignore[union-attr]
+        assert states == {f"k{i}": State.RENDERED if i == 3 else State.SUBMITTING for i in range(6)}
+        moved = [(e[2], e[3], e[4]) for e in await store.events(JOB) if e[4] == "submitting"]
+        assert sorted(moved) == [(f"k{i}", "rendered", "submitting") for i in (0, 1, 2, 4, 5)]
+        with pytest.raises(StoreError, match="'k1' is submitting, not pending/rendered"):
+            await store.apply(JOB, run, [Move("k1", either, State.DONE)])
+
+
 async def test_seen_marks_without_event_and_repolls_are_quiet(tmp_path: Path) -> None:
     async with await Store.open(tmp_path / "s.db") as store:
         await store.apply(JOB, None, [rec("a", State.POLLING)])

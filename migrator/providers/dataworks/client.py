@@ -6,12 +6,12 @@ SDK sends them, through the shared :class:`~migrator.providers.acs.AcsClient`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
+from migrator import jsontext
 from migrator.config import ProviderConfig, TargetConfig
 from migrator.engine.flow import Flow
 from migrator.errors import ConfigError, ProviderError
@@ -50,7 +50,7 @@ class DataWorks:
         wid, spec, warnings = render(
             workflow, target.folder, upstream, kinds=target.kinds, mappings=target.mappings
         )
-        return Rendered(wid, json.dumps(spec, ensure_ascii=False, separators=(",", ":")), warnings)
+        return Rendered(wid, jsontext.text(spec), warnings)
 
     async def submit(self, rendered: Rendered, parts: Parts, *, update: bool = False) -> Submitted:
         """An import is an upsert by the definition id the spec carries: an update is the same call."""

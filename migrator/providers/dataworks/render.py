@@ -70,6 +70,8 @@ class _Renderer:
         root = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
         self.path = f"{root}/{wf.name}" if root else wf.name
         self.macros = writer(wf, Syntax.DATAWORKS, lambda m: self.warn("macros", m))
+        # Each task's id is named by its node, its output and every dependency on it: hashed once.
+        self.ids = {t.name: node_id(self.key, t.name) for t in wf.tasks}
 
     def warn(self, rule: str, message: str) -> None:
         self.warnings.append(warning(rule, message))
@@ -135,7 +137,7 @@ class _Renderer:
         return content
 
     def node(self, task: Task, trigger: dict[str, Any]) -> dict[str, Any]:
-        nid = node_id(self.key, task.name)
+        nid = self.ids[task.name]
         choice = target_type(TARGET, task.kind, source=self.wf.source.system, overrides=self.kinds)
         command = choice.type
         if choice.placeholder:
@@ -244,11 +246,11 @@ class _Renderer:
         dependencies = []
         for t in wf.tasks:
             depends = [
-                {"type": "Normal", "output": node_id(self.key, up), "refTableName": up}
+                {"type": "Normal", "output": self.ids[up], "refTableName": up}
                 for up in wf.upstream_of(t.name)
             ] + outside.get(t.name, [])
             if depends:
-                dependencies.append({"nodeId": node_id(self.key, t.name), "depends": depends})
+                dependencies.append({"nodeId": self.ids[t.name], "depends": depends})
         if len(wf.owners) > 1:
             self.warn(
                 "owners",

@@ -12,7 +12,6 @@ under schedule (EMR creates flows stopped; a paused workflow simply stays so).
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from migrator import jsontext
 from migrator.model import Task, TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget, warning
 from migrator.translate import mapping
@@ -157,7 +157,7 @@ class FlowPlan:
             {"id": f"{a}-{b}", "source": a, "sourceAnchor": 1, "target": b, "targetAnchor": 0}
             for a, b in pairs
         ]
-        return json.dumps({"nodes": nodes, "edges": edges}, separators=(",", ":"), ensure_ascii=False)
+        return jsontext.text({"nodes": nodes, "edges": edges})
 
 
 def described(text: str) -> str:
@@ -176,10 +176,6 @@ def _node_id(task: str) -> str:
 
 def _ms(value: datetime) -> str:
     return str(int(value.timestamp() * 1000))
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class _Renderer:
@@ -242,9 +238,9 @@ class _Renderer:
         form = {"Description": described(task.description), "Params": self.macros(task.content)}
         parameters = {k: self.macros(v) for k, v in {**self.wf.parameters, **task.parameters}.items()}
         if parameters:
-            form["ParamConf"] = _json(parameters)
+            form["ParamConf"] = jsontext.text(parameters)
         if task.environment:
-            form["EnvConf"] = _json(task.environment)
+            form["EnvConf"] = jsontext.text(task.environment)
         run_conf: dict[str, Any] = {
             k: v
             for k, v in {
@@ -258,9 +254,9 @@ class _Renderer:
         if run.cores is not None:
             run_conf["cores"] = int(run.cores) if float(run.cores).is_integer() else run.cores
         if run_conf:
-            form["RunConf"] = _json(run_conf)
+            form["RunConf"] = jsontext.text(run_conf)
         if task.variables:
-            form["CustomVariables"] = _json(
+            form["CustomVariables"] = jsontext.text(
                 {
                     "scope": "PROJECT",
                     "entityId": self.project_id,
@@ -320,7 +316,7 @@ class _Renderer:
             scheduled = not wf.schedule.paused
         alerts = self.alerts()
         if alerts:
-            query["AlertConf"] = _json(alerts)
+            query["AlertConf"] = jsontext.text(alerts)
         parents = [upstream[ref].target_id for ref in wf.upstream_workflows() if ref in upstream]
         missing = [ref for ref in wf.upstream_workflows() if ref not in upstream]
         finer = [d.workflow for d in wf.upstream if d.task is not None or d.gates]

@@ -27,6 +27,7 @@ import aiohttp
 import anyio
 from yarl import URL
 
+from migrator import jsontext
 from migrator.auth import apim
 from migrator.config import ProviderConfig, TargetConfig
 from migrator.engine.flow import Flow
@@ -109,7 +110,7 @@ class ApimClient:
     async def _post_json(
         self, path: str, body: Mapping[str, Any], headers: Mapping[str, str]
     ) -> dict[str, Any]:
-        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        raw = jsontext.data(body)
         return await self._send("POST", URL(f"{self._base}{path}"), raw, headers)
 
     async def _send(self, method: str, url: URL, raw: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
@@ -208,9 +209,7 @@ class ApimClient:
                 "orgId": str(self._cfg.org_id),
                 **(query or {}),
             }
-            raw = (
-                b"" if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-            )
+            raw = b"" if body is None else jsontext.data(body)
             secret = self._cfg.access_key_secret
             assert secret is not None
             headers = apim.sign(token, params.items(), raw, self._timestamp(), secret.get_secret_value())

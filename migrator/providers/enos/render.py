@@ -26,6 +26,7 @@ from datetime import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from migrator import jsontext
 from migrator.errors import TranslationError
 from migrator.model import FailureAction, Task, TaskKind, Workflow
 from migrator.providers.base import UpstreamTarget, warning
@@ -117,10 +118,6 @@ class FlowPlan:
     warnings: tuple[str, ...] = field(default=())
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def _number(value: float) -> int | float:
     """``2`` rather than ``2.0`` where the value is whole, as EnOS's samples write them."""
     return int(value) if float(value).is_integer() else value
@@ -143,7 +140,9 @@ class _Renderer:
         flow: dict[str, Any] = {
             "name": wf.name,
             **self.schedule(),
-            "parameters": _json([{"key": k, "value": self.macros(v)} for k, v in self.parameters().items()]),
+            "parameters": jsontext.text(
+                [{"key": k, "value": self.macros(v)} for k, v in self.parameters().items()]
+            ),
             "submitter": self.submitter,
             "owners": ";".join(wf.owners),
             "visitors": "",
@@ -301,7 +300,7 @@ class _Renderer:
             "successCode": SUCCESS_CODE,
             "waitCode": "",
             "asLink": True,
-            "runMode": _json(self.run_mode(task)),
+            "runMode": jsontext.text(self.run_mode(task)),
             "syncType": DATA_SYNC,
         }
 

@@ -1,0 +1,30 @@
+"""JSON text as migrator sends it: compact, non-ASCII characters as they are.
+
+Through orjson, a well-kept C serialiser: the standard library took a tenth of a millisecond
+for a 12 kB FlowSpec, about a tenth of the engine's own work per DataWorks call, and orjson
+takes a quarter of that. Its text is the standard library's (``separators=(",", ":")``,
+``ensure_ascii=False``) except where the standard library's is not JSON at all (``NaN``,
+``Infinity``: orjson writes ``null``) and for floats under 1e-4, which it writes without an
+exponent; both parse to the same values. A value orjson refuses (an integer beyond 64 bits, a
+non-string key) is written by the standard library instead, as before.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+
+def data(value: Any) -> bytes:
+    """``value`` as compact JSON, UTF-8 encoded (a request body)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def text(value: Any) -> str:
+    """``value`` as compact JSON text (a value inside a form or another JSON document)."""
+    return data(value).decode()
