@@ -28,3 +28,8 @@ def data(value: Any) -> bytes:
 def text(value: Any) -> str:
     """``value`` as compact JSON text (a value inside a form or another JSON document)."""
     return data(value).decode()
+
+
+def load(raw: str | bytes) -> Any:
+    """The value of a JSON text; a malformed one raises ``ValueError`` (a ``json.JSONDecodeError``)."""
+    return orjson.loads(raw)

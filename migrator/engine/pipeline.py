@@ -59,6 +59,10 @@ SETTLED_OR_IN_FLIGHT = IN_FLIGHT | {State.DONE, State.SKIPPED, State.FAILED, Sta
 #: States of an item that exists at the target as a run left it (a sync compares it with the source).
 LANDED = frozenset({State.DONE, State.SKIPPED, State.ORPHANED})
 BATCH = 200
+#: Workflows rendered and checkpointed together before they go to the submit workers. Rendering
+#: a whole batch at once held the event loop for a tenth of a second, while the workers, and the
+#: target behind them, waited; a quarter of it keeps both busy for the same commits per call.
+SEND_BATCH = 50
 
 
 class Observer(Protocol):
@@ -655,7 +659,8 @@ class Pipeline:
                     self._wake(entry.key)
             else:
                 ready.append(_Ready(entry, row, verdict.targets))
-        await self._render_and_send(ready, tx)
+        for start in range(0, len(ready), SEND_BATCH):
+            await self._render_and_send(ready[start : start + SEND_BATCH], tx)
 
     async def _render_and_send(self, ready: list[_Ready], tx: MemoryObjectSendStream[Work]) -> None:
         """Render a batch, checkpoint it in one commit, then hand it to the submit workers.

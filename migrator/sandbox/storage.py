@@ -9,13 +9,14 @@ sqlite3 with tiny statements; WAL and a busy timeout keep two processes on one f
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from migrator import jsontext
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS objects (
@@ -114,19 +115,33 @@ class SandboxStore:
             "INSERT INTO objects (kind, id, name, parent, body) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, parent = excluded.parent, "
             "body = excluded.body",
-            (kind, id, name, parent, json.dumps(body)),
+            (kind, id, name, parent, jsontext.text(body)),
+        )
+
+    def put_children(self, kind: str, parent: str, bodies: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Insert or replace many objects of one parent, by id, in one call."""
+        self._db.executemany(
+            "INSERT INTO objects (kind, id, name, parent, body) VALUES (?, ?, '', ?, ?) "
+            "ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, parent = excluded.parent, "
+            "body = excluded.body",
+            ((kind, id, parent, jsontext.text(body)) for id, body in bodies),
         )
 
     def get(self, kind: str, id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT body FROM objects WHERE kind = ? AND id = ?", (kind, id)).fetchone()
         return None if row is None else _loads(row[0])
 
-    def parent_of(self, kind: str, id: str) -> str | None:
-        """The parent of an object, or None when the object is unknown (or has no parent)."""
-        row = self._db.execute("SELECT parent FROM objects WHERE kind = ? AND id = ?", (kind, id)).fetchone()
-        if row is None or row[0] is None:
-            return None
-        return str(row[0])
+    def parents(self, kind: str, ids: Iterable[str]) -> dict[str, str]:
+        """The parents of the given objects of a kind (unknown objects, and orphans, left out):
+        one query for a whole FlowSpec's outputs, where one each was most of an import's work."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" * len(wanted))
+        rows = self._db.execute(
+            f"SELECT id, parent FROM objects WHERE kind = ? AND id IN ({marks})", (kind, *wanted)
+        ).fetchall()  # `parent IS NOT NULL` here would steer SQLite to scan the parent index
+        return {str(r[0]): str(r[1]) for r in rows if r[1] is not None}
 
     def delete(self, kind: str, id: str) -> None:
         self._db.execute("DELETE FROM objects WHERE kind = ? AND id = ?", (kind, id))
@@ -198,7 +213,7 @@ class SandboxStore:
             "INSERT INTO jobs (id, type, status, outcome, error, created_ms, due_ms, payload) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (job.id, job.type, job.status, job.outcome, job.error, job.created_ms, job.due_ms,
-             json.dumps(job.payload)),
+             jsontext.text(job.payload)),
         )  # fmt: skip
 
     def get_job(self, id: str) -> Job | None:
@@ -215,8 +230,9 @@ class SandboxStore:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def finish_job(self, id: str, now_ms: int, apply: Callable[[Job], dict[str, Any]]) -> bool:
-        """Move a due running job to its outcome and run ``apply`` in the same transaction.
+    def finish_job(self, id: str, now_ms: int, apply: Callable[[Job], dict[str, Any]]) -> Job | None:
+        """Move a due running job to its outcome and run ``apply`` in the same transaction; the
+        job as it now stands (None if there is no such job).
 
         Exactly once, even with two processes on one file: the check and the update happen under
         one write lock. ``apply`` returns the payload to keep, so bulky inputs can be dropped.
@@ -224,12 +240,12 @@ class SandboxStore:
         with self.transaction():
             job = self.get_job(id)
             if job is None or job.status != RUNNING or job.due_ms > now_ms:
-                return False
+                return job
             kept = apply(job)
             self._db.execute(
-                "UPDATE jobs SET status = outcome, payload = ? WHERE id = ?", (json.dumps(kept), id)
+                "UPDATE jobs SET status = outcome, payload = ? WHERE id = ?", (jsontext.text(kept), id)
             )
-            return True
+            return replace(job, status=job.outcome, payload=kept)
 
     # --- replay protection -----------------------------------------------------------------------
 
@@ -297,5 +313,5 @@ def _job(row: tuple[Any, ...]) -> Job:
 
 
 def _loads(text: str) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(text)
+    value: dict[str, Any] = jsontext.load(text)
     return value

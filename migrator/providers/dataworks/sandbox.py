@@ -24,12 +24,13 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from migrator import jsontext
 from migrator.sandbox.acs import AcsError, AcsGateway, Call, json_response
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.faults import FaultPlan
@@ -129,8 +130,9 @@ def _declared_outputs(owner: dict[str, Any], path: str) -> list[str]:
     return [_text(_obj(output, f"{at}[{k}]"), "data", f"{at}[{k}]") for k, output in enumerate(outputs)]
 
 
-def check_spec(doc: Any, output_owner: Callable[[str], str | None]) -> _Accepted:
-    """Validate a FlowSpec for import; ``output_owner(output)`` names the workflow owning an output.
+def check_spec(doc: Any, output_owners: Callable[[Iterable[str]], Mapping[str, str]]) -> _Accepted:
+    """Validate a FlowSpec for import; ``output_owners(outputs)`` names the workflow owning each
+    output already imported (outputs no workflow owns are left out).
 
     Raises :class:`SpecInvalid` naming the JSONPath of the first problem.
     """
@@ -172,12 +174,14 @@ def check_spec(doc: Any, output_owner: Callable[[str], str | None]) -> _Accepted
                     f'{out_path}: output "{output}" is already declared at {outputs[output][1]}'
                 )
             outputs[output] = (node_id, out_path)
+    owners = output_owners(outputs)
     for output, (_node, out_path) in outputs.items():
-        owner = output_owner(output)
+        owner = owners.get(output)
         if owner is not None and owner != workflow_id:
             raise SpecInvalid(f'{out_path}: output "{output}" is already declared by workflow {owner}')
 
     node_outputs = {o for o, (node_id, _p) in outputs.items() if node_id != workflow_id}
+    outside: list[tuple[str, str]] = []  # (output, JSONPath) of dependencies on other workflows
     for i, item in enumerate(_items(workflow.get("dependencies"), f"{base}.dependencies")):
         at = f"{base}.dependencies[{i}]"
         dependency = _obj(item, at)
@@ -186,9 +190,12 @@ def check_spec(doc: Any, output_owner: Callable[[str], str | None]) -> _Accepted
             raise SpecInvalid(f'{at}.nodeId: "{node_id}" is not a node of this workflow')
         for j, depend in enumerate(_items(dependency.get("depends"), f"{at}.depends")):
             output = _text(_obj(depend, f"{at}.depends[{j}]"), "output", f"{at}.depends[{j}]")
-            owner = output_owner(output)
-            if output not in node_outputs and (owner is None or owner == workflow_id):
-                raise SpecInvalid(f'{at}.depends[{j}].output: no node declares the output "{output}"')
+            if output not in node_outputs:
+                outside.append((output, f"{at}.depends[{j}].output"))
+    owners = output_owners(o for o, _at in outside)
+    for output, at in outside:  # in document order: the first unresolved one is named
+        if owners.get(output, workflow_id) == workflow_id:
+            raise SpecInvalid(f'{at}: no node declares the output "{output}"')
     accepted = tuple((o, node_id) for o, (node_id, _p) in outputs.items())
     return _Accepted(workflow_id, name, path if isinstance(path, str) and path else name, accepted)
 
@@ -303,21 +310,21 @@ class _DataWorks:
         raw_spec = call.require("Spec")
         dry_run = _bool_param(call, "DryRun")
         try:
-            doc = json.loads(raw_spec)
+            doc = jsontext.load(raw_spec)
         except ValueError as exc:
             raise AcsError("InvalidParameter.Spec", f"The parameter Spec is not valid JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise AcsError("InvalidParameter.Spec", "The parameter Spec must be a FlowSpec JSON object.")
         self._complete_due()
         workflow_id = _workflow_id_hint(doc)
-        job_type = "Update" if workflow_id and self._store.get(WORKFLOWS, workflow_id) else "Create"
+        job_type = "Update" if workflow_id and self._store.names(WORKFLOWS, [workflow_id]) else "Create"
         now = _now_ms()
         job_id = str(10**18 + secrets.randbelow(_MAX_ID - 10**18))
         due_ms = now + int(random.uniform(*self._delay) * 1000)
         fault = self._faults.job_fault()
         with self._store.transaction():
             try:
-                accepted = check_spec(doc, lambda output: self._store.parent_of(OUTPUTS, output))
+                accepted = check_spec(doc, lambda outputs: self._store.parents(OUTPUTS, outputs))
                 outcome, error = "Success", ""
             except SpecInvalid as exc:
                 accepted, outcome, error = None, "Fail", str(exc)
@@ -332,8 +339,9 @@ class _DataWorks:
                 payload.update(name=accepted.name, path=accepted.path, spec=raw_spec)
                 if not dry_run:  # outputs become resolvable by later imports as soon as this one is accepted
                     self._store.delete_children(OUTPUTS, workflow_id)
-                    for output, node_id in accepted.outputs:
-                        self._store.put(OUTPUTS, output, {"node_id": node_id}, parent=workflow_id)
+                    self._store.put_children(
+                        OUTPUTS, workflow_id, ((o, {"node_id": node_id}) for o, node_id in accepted.outputs)
+                    )
             self._store.add_job(Job(job_id, job_type, RUNNING, outcome, error, now, due_ms, payload))
         return {
             "AsyncJob": {
@@ -349,8 +357,7 @@ class _DataWorks:
 
     async def get_job_status(self, call: Call) -> dict[str, Any]:
         job_id = call.require("JobId")
-        self._store.finish_job(job_id, _now_ms(), self._apply)
-        job = self._store.get_job(job_id)
+        job = self._store.finish_job(job_id, _now_ms(), self._apply)
         if job is None:
             raise AcsError("InvalidJobId.NotFound", f"The specified job {job_id} does not exist.", 404)
         return {
