@@ -12,6 +12,8 @@ non-string key) is written by the standard library instead, as before.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -33,3 +35,18 @@ def text(value: Any) -> str:
 def load(raw: str | bytes) -> Any:
     """The value of a JSON text; a malformed one raises ``ValueError`` (a ``json.JSONDecodeError``)."""
     return orjson.loads(raw)
+
+
+def canonical(value: Any, floats: Iterable[float | None]) -> bytes:
+    """``value`` as sorted, compact UTF-8 JSON: byte for byte what ``json.dumps(value,
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` writes, which every content
+    digest in a state database was made of. ``floats`` are the floats ``value`` holds: orjson
+    writes the same text for all but those under 1e-4 and non-finite ones, which take the
+    standard library (as does an integer beyond 64 bits), five times slower.
+    """
+    if all(x is None or x == 0 or 1e-4 <= abs(x) < math.inf for x in floats):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            pass
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

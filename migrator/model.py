@@ -12,8 +12,7 @@ which both Alibaba products use natively.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
@@ -32,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from migrator import jsontext
 from migrator.translate.cron import CronError, Dialect
 from migrator.translate.cron import translate as translate_cron
 from migrator.translate.dag import find_cycle
@@ -290,9 +290,16 @@ class Workflow(_Frozen):
         Computed once per (frozen) workflow: the pipeline asks for it at several stages.
         """
         if self._hash is None:
-            blob = json.dumps(self.to_record(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            self._hash = hashlib.sha256(blob.encode()).hexdigest()
+            blob = jsontext.canonical(self.to_record(), self.floats())
+            self._hash = hashlib.sha256(blob).hexdigest()
         return self._hash
+
+    def floats(self) -> Iterator[float | None]:
+        """Every float field of the workflow (a test holds this to the model's fields)."""
+        for task in self.tasks:
+            yield task.retry_interval
+            yield task.timeout
+            yield task.run.cores
 
 
 def inventory_schema() -> dict[str, Any]:

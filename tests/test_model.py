@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import typing
+from typing import Any
+
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from migrator.model import Workflow, inventory_schema
+from migrator.sample import generate
 
 
 def wf(**kw: object) -> dict[str, object]:
@@ -86,3 +92,53 @@ def test_schema_describes_one_record() -> None:
     assert schema["type"] == "object"
     assert "tasks" in schema["required"]
     assert "Task" in schema["$defs"]
+
+
+def _float_fields(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Paths of every float field under ``model``, through nested models and tuples of them."""
+    found: set[str] = set()
+    for name, info in model.model_fields.items():
+        args = typing.get_args(info.annotation) or (info.annotation,)
+        for arg in args:
+            inner = typing.get_args(arg) or (arg,)
+            for t in inner:
+                if t is float:
+                    found.add(prefix + name)
+                elif isinstance(t, type) and issubclass(t, BaseModel):
+                    found |= _float_fields(t, f"{prefix}{name}.")
+    return found
+
+
+def test_the_hash_guard_knows_every_float_field_of_the_model() -> None:
+    """`Workflow.floats` must yield every float, or a float orjson writes differently would
+    change a workflow's digest (and a sync would resubmit it)."""
+    assert _float_fields(Workflow) == {"tasks.retry_interval", "tasks.timeout", "tasks.run.cores"}
+    w = Workflow.model_validate(
+        {"name": "f", "tasks": [{"name": "a", "retry_interval": 1.5, "timeout": 2.5, "run": {"cores": 3.5}}]}
+    )
+    assert sorted(x for x in w.floats() if x is not None) == [1.5, 2.5, 3.5]
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"retry_interval": 180.0, "timeout": 3600.0, "run": {"cores": 4.0, "memory_mb": 2048}},
+        {"retry_interval": 1e-05, "timeout": 2.5e-10},  # orjson writes 1e-05 as 0.00001
+        {"timeout": float("inf")},  # orjson writes null
+        {"run": {"memory_mb": 2**70}},  # beyond orjson's 64 bits
+        {"retry_interval": 1e22, "content": 'é中😀 \u2028 \x7f "q" \\ \n\t\x01'},
+    ],
+)
+def test_the_content_hash_is_the_standard_librarys_sorted_json(task: dict[str, Any]) -> None:
+    """Digests in existing state databases were made with json.dumps; a new one must match."""
+    w = Workflow.model_validate(
+        {"name": "h", "parameters": {"b": "2", "a": "1"}, "tasks": [{"name": "t", **task}]}
+    )
+    blob = json.dumps(w.to_record(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert w.content_hash() == hashlib.sha256(blob.encode()).hexdigest()
+
+
+def test_sample_workflows_hash_as_the_standard_library_does() -> None:
+    for w in generate(200, seed=11):
+        blob = json.dumps(w.to_record(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert w.content_hash() == hashlib.sha256(blob.encode()).hexdigest(), w.name
