@@ -53,5 +53,9 @@ async def open_provider(cfg: ProviderConfig, state: Path) -> AsyncIterator[tuple
                 }
             )
         connector = aiohttp.TCPConnector(limit=cfg.concurrency * 2)
-        session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+        # Every call carries its own signature or token: cookies a gateway sets are not read, and
+        # not keeping them saves parsing each response's headers into a jar.
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        )
         yield plugin.connect(cfg, session), cfg
