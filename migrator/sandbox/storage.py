@@ -134,14 +134,7 @@ class SandboxStore:
     def parents(self, kind: str, ids: Iterable[str]) -> dict[str, str]:
         """The parents of the given objects of a kind (unknown objects, and orphans, left out):
         one query for a whole FlowSpec's outputs, where one each was most of an import's work."""
-        wanted = list(dict.fromkeys(ids))
-        if not wanted:
-            return {}
-        marks = ", ".join("?" * len(wanted))
-        rows = self._db.execute(
-            f"SELECT id, parent FROM objects WHERE kind = ? AND id IN ({marks})", (kind, *wanted)
-        ).fetchall()  # `parent IS NOT NULL` here would steer SQLite to scan the parent index
-        return {str(r[0]): str(r[1]) for r in rows if r[1] is not None}
+        return self._column(kind, "parent", ids)
 
     def delete(self, kind: str, id: str) -> None:
         self._db.execute("DELETE FROM objects WHERE kind = ? AND id = ?", (kind, id))
@@ -197,14 +190,19 @@ class SandboxStore:
 
     def names(self, kind: str, ids: Iterable[str]) -> dict[str, str]:
         """The names of the given objects of a kind, read from the column (no body decoded)."""
+        return self._column(kind, "name", ids)
+
+    def _column(self, kind: str, column: str, ids: Iterable[str]) -> dict[str, str]:
+        """One column of the given objects, by id, in one query (NULLs left out: filtered here,
+        as ``IS NOT NULL`` in the query steers SQLite onto the parent index, a scan)."""
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
         marks = ", ".join("?" * len(wanted))
         rows = self._db.execute(
-            f"SELECT id, name FROM objects WHERE kind = ? AND id IN ({marks})", (kind, *wanted)
+            f"SELECT id, {column} FROM objects WHERE kind = ? AND id IN ({marks})", (kind, *wanted)
         ).fetchall()
-        return {str(r[0]): str(r[1]) for r in rows}
+        return {str(r[0]): str(r[1]) for r in rows if r[1] is not None}
 
     # --- async jobs ------------------------------------------------------------------------------
 
