@@ -33,8 +33,17 @@ def text(value: Any) -> str:
 
 
 def load(raw: str | bytes) -> Any:
-    """The value of a JSON text; a malformed one raises ``ValueError`` (a ``json.JSONDecodeError``)."""
-    return orjson.loads(raw)
+    """The value of a JSON text, as ``json.loads`` reads it (for the sandboxes' stores and specs).
+
+    orjson first; what it refuses (``NaN``, ``Infinity``, a lone surrogate escape, or text that
+    is no JSON) goes to the standard library, which accepts the former as it always did and
+    words its error (a ``json.JSONDecodeError``) for the latter as before. One difference is
+    left: an integer beyond 64 bits is read as a float (the sandboxes' ids are strings).
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def canonical(value: Any, floats: Iterable[float | None]) -> bytes:

@@ -114,6 +114,7 @@ def test_a_line_validated_from_its_bytes_reads_as_parsed_then_validated(tmp_path
         '{"name": "dup", "name": "last", "tasks": [{"name": "a"}]}',  # a repeated key: the last
         '{"name": "nan", "tasks": [{"name": "a", "retry_interval": NaN}]}',
         '{"name": "big", "tasks": [{"name": "a", "max_retries": 3.0, "timeout": 1e400}]}',
+        '{"name": "huge", "tasks": [{"name": "a", "timeout": 1' + "0" * 310 + "}]}",  # refused as before
         '{"name": "lone \\ud800", "tasks": [{"name": "a"}]}',  # a lone surrogate
         '\ufeff{"name": "bom", "tasks": [{"name": "a"}]}',
         '{"name": "x", "tasks": [{"name": "a"}]} trailing',

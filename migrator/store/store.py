@@ -635,7 +635,10 @@ class Store:
         """
         try:
             await self._in_thread(_Writer.commit, (self._clock, batch))
-        except sqlite3.Error as exc:
+        except Exception as exc:
+            # The transaction was rolled back whole (a refused change never gets here: it fails
+            # its own caller inside the batch). Every caller must hear it, not only the one that
+            # happened to commit, and the callers queued meanwhile still get their own commit.
             failure = StoreError(f"cannot write state database {self.path}: {exc}")
             for waiter in batch:
                 waiter.error = waiter.error or failure

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -138,6 +139,47 @@ async def test_a_refused_change_undoes_its_callers_other_changes_and_no_one_else
         assert sorted(moved) == [(f"k{i}", "rendered", "submitting") for i in (0, 1, 2, 4, 5)]
         with pytest.raises(StoreError, match="'k1' is submitting, not pending/rendered"):
             await store.apply(JOB, run, [Move("k1", either, State.DONE)])
+
+
+async def test_a_batch_lost_to_an_unexpected_error_fails_every_caller_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only the caller that happened to commit hears that the transaction was rolled back:
+    no one is told their changes are durable when they are not, and later callers still commit."""
+    from migrator.store import store as store_module
+
+    async with await Store.open(tmp_path / "s.db") as store:
+        run = await store.start_run(JOB, "migrate", "dataworks")
+        await store.apply(JOB, run, [rec(f"k{i}") for i in range(4)])
+        apply_one = store_module._Writer._apply_one
+
+        def breaks_on_k2(self: Any, job: str, run_id: int | None, change: Any) -> None:
+            if getattr(change, "key", None) == "k2":
+                raise ValueError("a value SQLite cannot bind")
+            apply_one(self, job, run_id, change)
+
+        monkeypatch.setattr(store_module._Writer, "_apply_one", breaks_on_k2)
+        outcomes: dict[int, str] = {}
+
+        async def write(i: int) -> None:
+            try:
+                await store.apply(JOB, run, [Move(f"k{i}", frozenset({State.RENDERED}), State.SUBMITTING)])
+                outcomes[i] = "ok"
+            except StoreError as exc:
+                outcomes[i] = str(exc)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(4):
+                tg.start_soon(write, i)
+        states = {(await store.item(JOB, f"k{i}")).state for i in range(4)}  # type: ignore[union-attr]
+        kept = {i for i, outcome in outcomes.items() if outcome == "ok"}
+        assert outcomes[2].endswith("a value SQLite cannot bind")
+        assert (State.SUBMITTING in states) == bool(kept), "an 'ok' caller's change is in the store"
+        for i in range(4):
+            want = State.SUBMITTING if i in kept else State.RENDERED
+            assert (await store.item(JOB, f"k{i}")).state is want  # type: ignore[union-attr]
+        monkeypatch.setattr(store_module._Writer, "_apply_one", apply_one)
+        await store.apply(JOB, run, [Move("k2", frozenset({State.RENDERED}), State.SUBMITTING)])
 
 
 async def test_seen_marks_without_event_and_repolls_are_quiet(tmp_path: Path) -> None:

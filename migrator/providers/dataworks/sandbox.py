@@ -24,7 +24,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,6 +130,23 @@ def _declared_outputs(owner: dict[str, Any], path: str) -> list[str]:
     return [_text(_obj(output, f"{at}[{k}]"), "data", f"{at}[{k}]") for k, output in enumerate(outputs)]
 
 
+def _outside_depends(
+    workflow: dict[str, Any], base: str, node_ids: set[str], node_outputs: set[str]
+) -> Iterator[tuple[str, str]]:
+    """Each dependency's output that no node of this workflow declares, with its JSONPath, in
+    document order; a malformed dependency raises :class:`SpecInvalid` where it is met."""
+    for i, item in enumerate(_items(workflow.get("dependencies"), f"{base}.dependencies")):
+        at = f"{base}.dependencies[{i}]"
+        dependency = _obj(item, at)
+        node_id = _text(dependency, "nodeId", at)
+        if node_id not in node_ids:
+            raise SpecInvalid(f'{at}.nodeId: "{node_id}" is not a node of this workflow')
+        for j, depend in enumerate(_items(dependency.get("depends"), f"{at}.depends")):
+            output = _text(_obj(depend, f"{at}.depends[{j}]"), "output", f"{at}.depends[{j}]")
+            if output not in node_outputs:
+                yield output, f"{at}.depends[{j}].output"
+
+
 def check_spec(doc: Any, output_owners: Callable[[Iterable[str]], Mapping[str, str]]) -> _Accepted:
     """Validate a FlowSpec for import; ``output_owners(outputs)`` names the workflow owning each
     output already imported (outputs no workflow owns are left out).
@@ -182,20 +199,21 @@ def check_spec(doc: Any, output_owners: Callable[[Iterable[str]], Mapping[str, s
 
     node_outputs = {o for o, (node_id, _p) in outputs.items() if node_id != workflow_id}
     outside: list[tuple[str, str]] = []  # (output, JSONPath) of dependencies on other workflows
-    for i, item in enumerate(_items(workflow.get("dependencies"), f"{base}.dependencies")):
-        at = f"{base}.dependencies[{i}]"
-        dependency = _obj(item, at)
-        node_id = _text(dependency, "nodeId", at)
-        if node_id not in node_ids:
-            raise SpecInvalid(f'{at}.nodeId: "{node_id}" is not a node of this workflow')
-        for j, depend in enumerate(_items(dependency.get("depends"), f"{at}.depends")):
-            output = _text(_obj(depend, f"{at}.depends[{j}]"), "output", f"{at}.depends[{j}]")
-            if output not in node_outputs:
-                outside.append((output, f"{at}.depends[{j}].output"))
-    owners = output_owners(o for o, _at in outside)
-    for output, at in outside:  # in document order: the first unresolved one is named
-        if owners.get(output, workflow_id) == workflow_id:
-            raise SpecInvalid(f'{at}: no node declares the output "{output}"')
+
+    def resolve() -> None:
+        """Look the outside outputs up in one query; name the first that no workflow declares."""
+        owners = output_owners(o for o, _at in outside)
+        for output, at in outside:
+            if owners.get(output, workflow_id) == workflow_id:
+                raise SpecInvalid(f'{at}: no node declares the output "{output}"')
+
+    try:
+        for found in _outside_depends(workflow, base, node_ids, node_outputs):
+            outside.append(found)
+    except SpecInvalid:
+        resolve()  # an unresolved output before the problem found is the first problem
+        raise
+    resolve()
     accepted = tuple((o, node_id) for o, (node_id, _p) in outputs.items())
     return _Accepted(workflow_id, name, path if isinstance(path, str) and path else name, accepted)
 

@@ -457,3 +457,29 @@ async def test_serve_with_a_port_puts_dataworks_at_port_plus_two(free_ports: Cal
     base = free_ports(3)  # emr, enos and dataworks listen on base, base + 1 and base + 2
     line = await _served_line(base, None)
     assert line["dataworks"]["endpoint"] == f"http://127.0.0.1:{base + 2}"
+
+
+def test_a_spec_check_names_the_first_problem_in_document_order() -> None:
+    """Outside outputs are looked up together after the walk; an unresolved one still comes
+    before a malformed dependency that follows it."""
+    from migrator.providers.dataworks.sandbox import SpecInvalid, check_spec
+
+    def node(i: int) -> dict[str, Any]:
+        return {"id": str(i), "name": f"n{i}", "script": {"runtime": {"command": "SHELL"}},
+                "outputs": {"nodeOutputs": [{"data": f"o{i}"}]}}  # fmt: skip
+
+    dependencies = [{"nodeId": "2", "depends": [{"output": "nowhere"}]}, {"nodeId": "999", "depends": []}]
+    doc = {
+        "spec": {"workflows": [{"id": "1", "name": "w", "nodes": [node(2)], "dependencies": dependencies}]}
+    }
+    lookups: list[list[str]] = []
+
+    def owners(outputs: Any) -> dict[str, str]:
+        lookups.append(list(outputs))
+        return {}
+
+    with pytest.raises(
+        SpecInvalid, match=r'dependencies\[0\]\.depends\[0\]\.output: no node declares the output "nowhere"'
+    ):
+        check_spec(doc, owners)
+    assert lookups[-1] == ["nowhere"], "outside outputs are looked up in one query"
