@@ -32,11 +32,13 @@ def bench(name: str, tmp_path: Path, *options: str) -> dict[str, Any]:
 
 
 def test_capacity(tmp_path: Path) -> None:
-    figures = bench("capacity", tmp_path, "--kinds", "dataworks", "--count", "10")
+    figures = bench("capacity", tmp_path, "--kinds", "dataworks", "--count", "10", "--repeat", "2")
     run = figures["dataworks"]
     # every workflow imported and polled once (imports finish at once), all of it counted
     assert (run["exit"], run["items"], run["calls"]) == (0, 10, 20)
     assert run["calls_per_s"] > 0
+    assert len(run["calls_per_s_runs"]) == 2
+    assert run["calls_per_s"] == min(run["calls_per_s_runs"])  # the lower median of two
     assert figures["goal_calls_per_s"] == 1000
 
 
