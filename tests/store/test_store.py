@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from migrator.errors import StoreError
-from migrator.store import Mark, Move, Reached, Record, Seen, State, Store
+from migrator.store import Change, Mark, Move, Reached, Record, Seen, State, Store
 from migrator.store.schema import MIGRATIONS
 
 JOB = "j"
@@ -108,6 +108,23 @@ async def test_concurrent_writers_are_group_committed_and_one_failure_is_isolate
         assert set(counts) == {s.value for s in State}
 
 
+async def _concurrently(store: Store, run: int, batches: list[list[Change]]) -> dict[int, str]:
+    """Apply each batch from its own task, all at once: "ok", or the StoreError's message, each."""
+    outcomes: dict[int, str] = {}
+
+    async def write(i: int, changes: list[Change]) -> None:
+        try:
+            await store.apply(JOB, run, changes)
+            outcomes[i] = "ok"
+        except StoreError as exc:
+            outcomes[i] = str(exc)
+
+    async with anyio.create_task_group() as tg:
+        for i, changes in enumerate(batches):
+            tg.start_soon(write, i, changes)
+    return outcomes
+
+
 async def test_a_refused_change_undoes_its_callers_other_changes_and_no_one_elses(tmp_path: Path) -> None:
     """A batch is applied at once, and again caller by caller only when a change is refused: the
     refused caller's earlier changes are undone, the others' kept, each event from the state left."""
@@ -116,21 +133,11 @@ async def test_a_refused_change_undoes_its_callers_other_changes_and_no_one_else
         await store.apply(JOB, run, [rec(f"k{i}") for i in range(6)])
         sent = frozenset({State.RENDERED})
         either = frozenset({State.RENDERED, State.PENDING})
-        outcomes: dict[int, str] = {}
-
-        async def write(i: int) -> None:
-            changes = [Move(f"k{i}", sent if i % 2 else either, State.SUBMITTING, {"attempts": 1})]
-            if i == 3:  # its first move is good, its second finds k0 submitting, not rendered
-                changes.append(Move("k0", sent, State.DONE))
-            try:
-                await store.apply(JOB, run, changes)
-                outcomes[i] = "ok"
-            except StoreError as exc:
-                outcomes[i] = str(exc)
-
-        async with anyio.create_task_group() as tg:
-            for i in range(6):
-                tg.start_soon(write, i)
+        batches: list[list[Change]] = [
+            [Move(f"k{i}", sent if i % 2 else either, State.SUBMITTING, {"attempts": 1})] for i in range(6)
+        ]
+        batches[3].append(Move("k0", sent, State.DONE))  # k3's second move finds k0 submitting
+        outcomes = await _concurrently(store, run, batches)
         assert outcomes.pop(3) == "item 'k0' is submitting, not rendered; refusing done"
         assert set(outcomes.values()) == {"ok"}
         states = {k: (await store.item(JOB, k)).state for k in (f"k{i}" for i in range(6))}  # type: ignore[union-attr]
@@ -159,18 +166,10 @@ async def test_a_batch_lost_to_an_unexpected_error_fails_every_caller_in_it(
             apply_one(self, job, run_id, change)
 
         monkeypatch.setattr(store_module._Writer, "_apply_one", breaks_on_k2)
-        outcomes: dict[int, str] = {}
-
-        async def write(i: int) -> None:
-            try:
-                await store.apply(JOB, run, [Move(f"k{i}", frozenset({State.RENDERED}), State.SUBMITTING)])
-                outcomes[i] = "ok"
-            except StoreError as exc:
-                outcomes[i] = str(exc)
-
-        async with anyio.create_task_group() as tg:
-            for i in range(4):
-                tg.start_soon(write, i)
+        moves: list[list[Change]] = [
+            [Move(f"k{i}", frozenset({State.RENDERED}), State.SUBMITTING)] for i in range(4)
+        ]
+        outcomes = await _concurrently(store, run, moves)
         states = {(await store.item(JOB, f"k{i}")).state for i in range(4)}  # type: ignore[union-attr]
         kept = {i for i, outcome in outcomes.items() if outcome == "ok"}
         assert outcomes[2].endswith("a value SQLite cannot bind")
