@@ -179,10 +179,10 @@ def _record(raw: bytes, origin: str, place: Place | None) -> Entry:
     try:
         wf = Workflow.model_validate_json(raw)
     except ValueError:  # pydantic's ValidationError, for bad JSON as for a bad field
-        return entry(_line(raw, origin, place))
-    if not all(x is None or math.isfinite(x) for x in wf.floats()):
-        # An integer past 1.8e308 in a float field parses as infinity here and is refused by
-        # the long way: the long way decides.
+        wf = None
+    # An integer past 1.8e308 in a float field parses as infinity here, where the long way
+    # refuses it: the long way decides.
+    if wf is None or not all(x is None or math.isfinite(x) for x in wf.floats()):
         return entry(_line(raw, origin, place))
     return Entry(origin, wf.key, wf.name, workflow=wf, place=place)
 

@@ -111,20 +111,18 @@ class SandboxStore:
         self, kind: str, id: str, body: dict[str, Any], *, name: str = "", parent: str | None = None
     ) -> None:
         """Insert or replace one object; a replaced object keeps its place in listings."""
-        self._db.execute(
+        self._upsert([(kind, id, name, parent, jsontext.text(body))])
+
+    def put_children(self, kind: str, parent: str, bodies: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Insert or replace many unnamed objects of one parent, by id, in one call."""
+        self._upsert((kind, id, "", parent, jsontext.text(body)) for id, body in bodies)
+
+    def _upsert(self, rows: Iterable[tuple[str, str, str, str | None, str]]) -> None:
+        self._db.executemany(
             "INSERT INTO objects (kind, id, name, parent, body) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, parent = excluded.parent, "
             "body = excluded.body",
-            (kind, id, name, parent, jsontext.text(body)),
-        )
-
-    def put_children(self, kind: str, parent: str, bodies: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Insert or replace many objects of one parent, by id, in one call."""
-        self._db.executemany(
-            "INSERT INTO objects (kind, id, name, parent, body) VALUES (?, ?, '', ?, ?) "
-            "ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, parent = excluded.parent, "
-            "body = excluded.body",
-            ((kind, id, parent, jsontext.text(body)) for id, body in bodies),
+            rows,
         )
 
     def get(self, kind: str, id: str) -> dict[str, Any] | None:

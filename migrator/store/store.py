@@ -813,8 +813,7 @@ class _Writer:
             db.execute("SAVEPOINT batch")
             try:
                 for waiter in waiters:
-                    for change in waiter.changes:
-                        writer._apply_one(waiter.job, waiter.run_id, change)
+                    writer._apply(waiter)
             except (StoreError, sqlite3.IntegrityError):
                 db.execute("ROLLBACK TO batch")
             else:
@@ -824,12 +823,18 @@ class _Writer:
             for n, waiter in enumerate(waiters):
                 db.execute(f"SAVEPOINT w{n}")
                 try:
-                    for change in waiter.changes:
-                        writer._apply_one(waiter.job, waiter.run_id, change)
+                    writer._apply(waiter)
                 except (StoreError, sqlite3.IntegrityError) as exc:
                     db.execute(f"ROLLBACK TO w{n}")
                     waiter.error = exc
                 db.execute(f"RELEASE w{n}")
+
+    def _apply(self, waiter: _Waiter) -> None:
+        for change in waiter.changes:
+            self._apply_one(waiter.job, waiter.run_id, change)
+
+    def _item_state(self, job: str, key: str) -> str | None:
+        return self._state("SELECT state FROM items WHERE job = ? AND key = ?", (job, key))
 
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> None:
         self._db.execute(sql, args)
@@ -873,13 +878,14 @@ class _Writer:
             (expected,) = change.expect
             have: str | None = expected.value
             moved = self._db.execute(update + " AND state = ?", (*args, job, change.key, have)).rowcount
+            if not moved:
+                have = self._item_state(job, change.key)  # for the message
         else:
-            have = self._state("SELECT state FROM items WHERE job = ? AND key = ?", (job, change.key))
-            moved = 0 if have is None or State(have) not in change.expect else 1
+            have = self._item_state(job, change.key)
+            moved = have is not None and State(have) in change.expect
             if moved:
                 self._execute(update, (*args, job, change.key))
         if not moved:
-            have = self._state("SELECT state FROM items WHERE job = ? AND key = ?", (job, change.key))
             want = "/".join(sorted(s.value for s in change.expect))
             raise StoreError(
                 f"item {change.key!r} is {have or 'missing'}, not {want}; refusing {change.to.value}"
@@ -890,7 +896,7 @@ class _Writer:
         self._event(run_id, job, change.key, have, change.to.value, now, code, change.detail)
 
     def _record(self, job: str, run_id: int | None, rec: Record, now: float) -> None:
-        have = self._state("SELECT state FROM items WHERE job = ? AND key = ?", (job, rec.key))
+        have = self._item_state(job, rec.key)
         values = (
             rec.name,
             rec.origin,
