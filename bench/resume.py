@@ -109,7 +109,7 @@ def build_store(state: Path, inv: Path, rows: int, pending: float, layout: str) 
         polls = 1 if state == "done" else 0
         items.append(
             (JOB, key, name, origin, TARGET, digest, submitted, state, int(state == "done"), target_id,
-             job_id, None, None, polls, None, None, "[]", 1, at, at, 1, None, 0, offset)
+             job_id, None, None, polls, None, None, 1, at, at, 1, None, 0, offset)
         )  # fmt: skip
         if len(items) == 10_000:
             _flush(conn, items, events)
@@ -138,9 +138,9 @@ async def _create(state: Path) -> None:
 def _flush(conn: sqlite3.Connection, items: list[tuple[Any, ...]], events: list[tuple[Any, ...]]) -> None:
     conn.executemany(
         "INSERT INTO items (job, key, name, origin, target, content_hash, submitted_hash, state, attempts, "
-        "target_id, remote_job_id, next_poll_at, deadline_at, polls, error_code, error_message, warnings, "
-        "run_id, created_at, updated_at, seen_run, not_before, retries, byte_offset) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "target_id, remote_job_id, next_poll_at, deadline_at, polls, error_code, error_message, run_id, "
+        "created_at, updated_at, seen_run, not_before, retries, byte_offset) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         items,
     )
     conn.executemany(

@@ -461,7 +461,7 @@ def report(
                 return await reports.build(store, name, run_id, every_warning=fmt == "json")
             await reports.chosen_run(store, name, run_id)
             with _text_out(output) as fh:
-                await reports.write_csv(store.each_in_states(name, list(State)), fh)
+                await reports.write_csv(store.each_in_states(name, list(State)), store.each_warned(name), fh)
             return None
 
     try:

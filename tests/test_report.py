@@ -280,7 +280,7 @@ async def _hostile_report(tmp_path: Path) -> tuple[dict[str, Any], str]:
         )
         await store.finish_run(run, "completed")
         sheet = io.StringIO()
-        await report.write_csv(store.each_in_states("j", list(State)), sheet)
+        await report.write_csv(store.each_in_states("j", list(State)), store.each_warned("j"), sheet)
         return await report.build(store, "j"), sheet.getvalue()
 
 
@@ -343,3 +343,23 @@ async def test_csv_is_one_row_per_item_and_defuses_formulas(tmp_path: Path) -> N
     assert bad[1] == "'" + HOSTILE_NAME  # shown as text, not run as a formula
     assert (bad[2], bad[5], bad[6], bad[7]) == ("invalid", "Bad<Code>", HOSTILE_MESSAGE, "1")
     assert by_key["ok"][2:] == ["rendered", "dw", "", "", "", "0"]
+
+
+async def test_csv_gives_each_item_its_own_warning_count(tmp_path: Path) -> None:
+    # The counts come from a second stream merged by key: items with none, several in a row
+    # with some, and a last item with some must each get their own.
+    warned = {"k03": 1, "k04": 2, "k05": 3, "k09": 1, "k11": 4}
+    async with await Store.open(tmp_path / "s.db") as store:
+        run = await store.start_run("j", "migrate", "dw")
+        records = [
+            Record(
+                key, key, "inv", "dw", State.RENDERED, "h", warnings=tuple(f"r: {n}" for n in range(count))
+            )
+            for key, count in ((f"k{i:02d}", warned.get(f"k{i:02d}", 0)) for i in range(12))
+        ]
+        await store.apply("j", run, records[::-1])
+        sheet = io.StringIO()
+        rows = store.each_in_states("j", list(State), page=5)
+        await report.write_csv(rows, store.each_warned("j", page=2), sheet)
+    counts = {r[0]: int(r[7]) for r in list(csv.reader(io.StringIO(sheet.getvalue())))[1:]}
+    assert counts == {f"k{i:02d}": warned.get(f"k{i:02d}", 0) for i in range(12)}

@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,7 @@ _T = TypeVar("_T")
 
 _ITEM_COLUMNS = (
     "job, key, name, origin, target, content_hash, submitted_hash, state, attempts, target_id, "
-    "remote_job_id, next_poll_at, deadline_at, polls, error_code, error_message, warnings, run_id, "
+    "remote_job_id, next_poll_at, deadline_at, polls, error_code, error_message, run_id, "
     "created_at, updated_at, seen_run, not_before, retries"
 )
 _MOVABLE = frozenset(
@@ -49,7 +49,6 @@ _MOVABLE = frozenset(
         "polls",
         "error_code",
         "error_message",
-        "warnings",
         "not_before",
         "retries",
     }
@@ -58,7 +57,8 @@ _MOVABLE = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One workflow's row in the store."""
+    """One workflow's row in the store (its translation warnings are kept apart: they are written
+    once, where the row changes at every transition; see :meth:`Store.warnings`)."""
 
     job: str
     key: str
@@ -76,7 +76,6 @@ class Item:
     polls: int
     error_code: str | None
     error_message: str | None
-    warnings: tuple[str, ...]
     run_id: int | None
     created_at: float
     updated_at: float
@@ -88,7 +87,6 @@ class Item:
     def from_row(cls, row: Sequence[Any]) -> Item:
         values = list(row)
         values[7] = State(values[7])
-        values[16] = tuple(json.loads(values[16]))
         return cls(*values)
 
 
@@ -406,19 +404,34 @@ class Store:
         async for row in self._pages(job, _ITEM_COLUMNS, where, wanted, page):
             yield Item.from_row(row)
 
-    async def each_warned(self, job: str, page: int = 1000) -> AsyncIterator[tuple[str, tuple[str, ...]]]:
+    async def each_warned(
+        self, job: str, page: int = 1000
+    ) -> AsyncGenerator[tuple[str, tuple[str, ...]], None]:
         """``(key, warnings)`` of every item with a translation warning, in key order, paged."""
-        async for row in self._pages(job, "job, key, warnings", "warnings != '[]'", (), page):
+        async for row in self._pages(job, "job, key, warnings", "1", (), page, table="warnings"):
             yield str(row[1]), tuple(json.loads(row[2]))
 
+    async def warnings(self, job: str, keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """The translation warnings of the given items that have any."""
+        wanted = list(keys)
+        found: dict[str, tuple[str, ...]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self._fetchall(
+                f"SELECT key, warnings FROM warnings WHERE job = ? AND key IN ({marks})", (job, *chunk)
+            )
+            found.update((str(r[0]), tuple(json.loads(r[1]))) for r in rows)
+        return found
+
     async def _pages(
-        self, job: str, columns: str, where: str, args: Sequence[Any], page: int
+        self, job: str, columns: str, where: str, args: Sequence[Any], page: int, table: str = "items"
     ) -> AsyncIterator[tuple[Any, ...]]:
-        """Rows of ``items`` (``columns`` starting ``job, key``) matching ``where``, a page at a
+        """Rows of ``table`` (``columns`` starting ``job, key``) matching ``where``, a page at a
         time in key order: each page resumes after the last key, so memory holds one page."""
         after = ""
         while rows := await self._fetchall(
-            f"SELECT {columns} FROM items WHERE job = ? AND key > ? AND {where} ORDER BY key LIMIT ?",
+            f"SELECT {columns} FROM {table} WHERE job = ? AND key > ? AND {where} ORDER BY key LIMIT ?",
             (job, after, *args, page),
         ):
             for row in rows:
@@ -871,7 +884,7 @@ class _Writer:
             if name not in _MOVABLE:
                 raise StoreError(f"field {name!r} cannot be set by a transition")
             sets.append(f"{name} = ?")
-            args.append(json.dumps(list(value)) if name == "warnings" else value)
+            args.append(value)
         update = f"UPDATE items SET {', '.join(sets)} WHERE job = ? AND key = ?"
         if len(change.expect) == 1:
             # The usual guard, one expected state: checked by the update itself, not read first.
@@ -897,6 +910,14 @@ class _Writer:
 
     def _record(self, job: str, run_id: int | None, rec: Record, now: float) -> None:
         have = self._item_state(job, rec.key)
+        if rec.warnings:
+            self._execute(
+                "INSERT INTO warnings (job, key, warnings) VALUES (?, ?, ?) "
+                "ON CONFLICT (job, key) DO UPDATE SET warnings = excluded.warnings",
+                (job, rec.key, json.dumps(list(rec.warnings))),
+            )
+        elif have is not None:  # a record replaces what an earlier rendering warned of
+            self._execute("DELETE FROM warnings WHERE job = ? AND key = ?", (job, rec.key))
         values = (
             rec.name,
             rec.origin,
@@ -904,7 +925,6 @@ class _Writer:
             rec.content_hash,
             rec.state.value,
             rec.target_id,
-            json.dumps(list(rec.warnings)),
             rec.error_code,
             rec.error_message,
             run_id,
@@ -914,10 +934,9 @@ class _Writer:
         )
         if have is None:
             self._execute(
-                "INSERT INTO items (name, origin, target, content_hash, state, target_id, warnings, "
-                "error_code, "
+                "INSERT INTO items (name, origin, target, content_hash, state, target_id, error_code, "
                 "error_message, run_id, updated_at, seen_run, byte_offset, created_at, job, key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*values, now, job, rec.key),
             )
             self._event(run_id, job, rec.key, None, State.PENDING.value, now, None, rec.origin)
@@ -925,7 +944,7 @@ class _Writer:
         else:
             self._execute(
                 "UPDATE items SET name = ?, origin = ?, target = ?, content_hash = ?, state = ?, "
-                "target_id = COALESCE(?, target_id), warnings = ?, error_code = ?, error_message = ?, "
+                "target_id = COALESCE(?, target_id), error_code = ?, error_message = ?, "
                 "run_id = ?, updated_at = ?, seen_run = ?, byte_offset = COALESCE(?, byte_offset) "
                 "WHERE job = ? AND key = ?",
                 (*values, job, rec.key),

@@ -133,7 +133,8 @@ def test_a_plan_of_a_200_flow_dump_lists_the_golden_lossy_items_and_sends_nothin
     assert run.returncode == result.returncode, run.stderr[-3000:]
     conn = sqlite3.connect(state)
     try:
-        warned = {name: json.loads(w) for name, w in conn.execute("SELECT name, warnings FROM items")}
+        joined = "SELECT name, warnings.warnings FROM items LEFT JOIN warnings USING (job, key)"
+        warned = {name: json.loads(w or "[]") for name, w in conn.execute(joined)}
     finally:
         conn.close()
     planned = {i["name"]: [f"{w['rule']}: {w['message']}" for w in i["warnings"]] for i in plan["items"]}

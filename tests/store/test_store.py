@@ -34,6 +34,34 @@ async def test_schema_is_migrated_and_reopened(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+async def test_warnings_are_kept_apart_replaced_by_each_record_and_moved_out_of_old_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    async with await Store.open(path) as store:
+        run = await store.start_run(JOB, "migrate", "dataworks")
+        warned = Record(
+            "a", "a", "inv:1", "dataworks", State.RENDERED, "h", "tid", ("rule: one", "rule: two")
+        )
+        await store.apply(JOB, run, [warned, rec("b")])
+        await store.apply(JOB, run, [Move("a", frozenset({State.RENDERED}), State.SUBMITTING)])
+        assert await store.warnings(JOB, ["a", "b"]) == {"a": ("rule: one", "rule: two")}
+        # rendered again (a sync's changed workflow) without warnings: the old ones go
+        await store.apply(JOB, run, [Move("a", frozenset({State.SUBMITTING}), State.DONE)])
+        await store.apply(JOB, run, [rec("a", State.PENDING)])
+        assert await store.warnings(JOB, ["a"]) == {}
+    # A state database from before migration 5 kept them in the item row.
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.executescript(
+            "DROP TABLE warnings; PRAGMA user_version = 4;"
+            """UPDATE items SET warnings = '["rule: old"]' WHERE key = 'b';"""
+        )
+    async with await Store.open(path) as store:
+        assert [w async for w in store.each_warned(JOB)] == [("b", ("rule: old",))]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT DISTINCT warnings FROM items").fetchall() == [("[]",)]
+
+
 async def test_newer_schema_is_refused_and_garbage_is_a_clear_error(tmp_path: Path) -> None:
     newer = tmp_path / "newer.db"
     with sqlite3.connect(newer) as conn:

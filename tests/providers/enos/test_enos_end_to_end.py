@@ -207,7 +207,11 @@ def test_an_emr_dump_lands_in_enos_with_cycles_edges_links_and_types(tmp_path: P
         for f in anyio.run(inspect, "enos", sandbox_data_path(tmp_path / "toenos.db", "enos"))[0]["flows"]
     }
     warned = {
-        name: json.loads(w) for name, w in rows(tmp_path / "toenos.db", "SELECT name, warnings FROM items")
+        name: json.loads(w or "[]")
+        for name, w in rows(
+            tmp_path / "toenos.db",
+            "SELECT name, warnings.warnings FROM items LEFT JOIN warnings USING (job, key)",
+        )
     }
     for wf in workflows:
         struct = flows[wf.name]["flowJson"]
