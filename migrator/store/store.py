@@ -843,8 +843,23 @@ class _Writer:
                 db.execute(f"RELEASE w{n}")
 
     def _apply(self, waiter: _Waiter) -> None:
-        for change in waiter.changes:
-            self._apply_one(waiter.job, waiter.run_id, change)
+        changes, at = waiter.changes, 0
+        while at < len(changes):
+            change = changes[at]
+            if not isinstance(change, Move):
+                self._apply_one(waiter.job, waiter.run_id, change)
+                at += 1
+                continue
+            # Moves of one item, each from where the last one left it (submitted, then polling or
+            # done), are one update of its row, with an event for each step.
+            chain = [change]
+            while at + len(chain) < len(changes):
+                after = changes[at + len(chain)]
+                if not (isinstance(after, Move) and after.key == change.key and chain[-1].to in after.expect):
+                    break
+                chain.append(after)
+            self._move(waiter.job, waiter.run_id, chain, self._clock())
+            at += len(chain)
 
     def _item_state(self, job: str, key: str) -> str | None:
         return self._state("SELECT state FROM items WHERE job = ? AND key = ?", (job, key))
@@ -856,7 +871,7 @@ class _Writer:
         row = self._db.execute(sql, args).fetchone()
         return None if row is None else str(row[0])
 
-    def _apply_one(self, job: str, run_id: int | None, change: Change) -> None:
+    def _apply_one(self, job: str, run_id: int | None, change: Seen | Reached | Record | PartMove) -> None:
         now = self._clock()
         if isinstance(change, PartMove):
             self._part(job, run_id, change, now)
@@ -875,12 +890,14 @@ class _Writer:
                 (change.offset, change.line, job, change.file, change.offset),
             )
             return
-        if isinstance(change, Record):
-            self._record(job, run_id, change, now)
-            return
+        self._record(job, run_id, change, now)
+
+    def _move(self, job: str, run_id: int | None, chain: list[Move], now: float) -> None:
+        """Moves of one item in a row: the first one's guard, the fields of all (later ones win)."""
+        change, last = chain[0], chain[-1]
         sets = ["state = ?", "updated_at = ?", "run_id = ?"]
-        args: list[Any] = [change.to.value, now, run_id]
-        for name, value in change.fields.items():
+        args: list[Any] = [last.to.value, now, run_id]
+        for name, value in {k: v for move in chain for k, v in move.fields.items()}.items():
             if name not in _MOVABLE:
                 raise StoreError(f"field {name!r} cannot be set by a transition")
             sets.append(f"{name} = ?")
@@ -903,10 +920,11 @@ class _Writer:
             raise StoreError(
                 f"item {change.key!r} is {have or 'missing'}, not {want}; refusing {change.to.value}"
             )
-        if have == change.to.value and change.detail is None:
-            return  # a re-poll: bookkeeping, not a transition
-        code = change.fields.get("error_code")
-        self._event(run_id, job, change.key, have, change.to.value, now, code, change.detail)
+        for move in chain:
+            if not (have == move.to.value and move.detail is None):  # else a re-poll: no transition
+                code = move.fields.get("error_code")
+                self._event(run_id, job, move.key, have, move.to.value, now, code, move.detail)
+            have = move.to.value
 
     def _record(self, job: str, run_id: int | None, rec: Record, now: float) -> None:
         have = self._item_state(job, rec.key)

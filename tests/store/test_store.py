@@ -104,6 +104,46 @@ async def test_guarded_moves_and_event_log(tmp_path: Path) -> None:
         assert transitions == [(None, "pending"), ("pending", "rendered"), ("rendered", "submitting")]
 
 
+async def test_moves_of_one_item_in_a_row_land_as_one_with_an_event_each(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "s.db") as store:
+        run = await store.start_run(JOB, "migrate", "dataworks")
+        await store.apply(JOB, run, [rec("a"), rec("b")])
+        submitting = frozenset({State.RENDERED})
+        await store.apply(JOB, run, [Move(k, submitting, State.SUBMITTING) for k in ("a", "b")])
+        submitted = {"remote_job_id": "J1", "error_code": "Old", "polls": 7}
+        await store.apply(
+            JOB,
+            run,
+            [
+                Move("a", frozenset({State.SUBMITTING}), State.SUBMITTED, submitted, detail="sent"),
+                Move("a", frozenset({State.SUBMITTED}), State.POLLING, {"polls": 0, "error_code": None}),
+                Move("a", frozenset({State.POLLING}), State.POLLING),  # a re-poll: no event
+                Move("b", frozenset({State.SUBMITTING}), State.SUBMITTED),
+            ],
+        )
+        a, b = await store.item(JOB, "a"), await store.item(JOB, "b")
+        assert a is not None
+        assert b is not None
+        assert (a.state, a.remote_job_id, a.polls, a.error_code) == (State.POLLING, "J1", 0, None)
+        assert b.state is State.SUBMITTED
+        steps = [(e[3], e[4], e[7]) for e in await store.events(JOB, "a")][-2:]
+        assert steps == [("submitting", "submitted", "sent"), ("submitted", "polling", None)]
+        # a chain whose first step is refused changes nothing
+        with pytest.raises(StoreError, match="is polling, not submitting"):
+            await store.apply(
+                JOB,
+                run,
+                [
+                    Move("a", frozenset({State.SUBMITTING}), State.SUBMITTED),
+                    Move("a", frozenset({State.SUBMITTED}), State.DONE),
+                ],
+            )
+        again = await store.item(JOB, "a")
+        assert again is not None
+        assert again.state is State.POLLING
+        assert len(await store.events(JOB, "a")) == 5
+
+
 async def test_event_log_is_append_only(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     async with await Store.open(path) as store:
@@ -186,14 +226,14 @@ async def test_a_batch_lost_to_an_unexpected_error_fails_every_caller_in_it(
     async with await Store.open(tmp_path / "s.db") as store:
         run = await store.start_run(JOB, "migrate", "dataworks")
         await store.apply(JOB, run, [rec(f"k{i}") for i in range(4)])
-        apply_one = store_module._Writer._apply_one
+        apply = store_module._Writer._apply
 
-        def breaks_on_k2(self: Any, job: str, run_id: int | None, change: Any) -> None:
-            if getattr(change, "key", None) == "k2":
+        def breaks_on_k2(self: Any, waiter: Any) -> None:
+            if any(change.key == "k2" for change in waiter.changes):
                 raise ValueError("a value SQLite cannot bind")
-            apply_one(self, job, run_id, change)
+            apply(self, waiter)
 
-        monkeypatch.setattr(store_module._Writer, "_apply_one", breaks_on_k2)
+        monkeypatch.setattr(store_module._Writer, "_apply", breaks_on_k2)
         moves: list[list[Change]] = [
             [Move(f"k{i}", frozenset({State.RENDERED}), State.SUBMITTING)] for i in range(4)
         ]
@@ -205,7 +245,7 @@ async def test_a_batch_lost_to_an_unexpected_error_fails_every_caller_in_it(
         for i in range(4):
             want = State.SUBMITTING if i in kept else State.RENDERED
             assert (await store.item(JOB, f"k{i}")).state is want  # type: ignore[union-attr]
-        monkeypatch.setattr(store_module._Writer, "_apply_one", apply_one)
+        monkeypatch.setattr(store_module._Writer, "_apply", apply)
         await store.apply(JOB, run, [Move("k2", frozenset({State.RENDERED}), State.SUBMITTING)])
 
 
