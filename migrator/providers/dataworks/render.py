@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from migrator.model import FailureAction, Task, TaskKind, Workflow
-from migrator.providers.base import UpstreamTarget, warning
+from migrator.providers.base import UpstreamTarget, warner, warning
 from migrator.translate import mapping
 from migrator.translate.cron import Dialect
 from migrator.translate.kinds import SHELL_TYPES, target_type
@@ -69,7 +69,7 @@ class _Renderer:
         self.warnings: list[str] = []
         root = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
         self.path = f"{root}/{wf.name}" if root else wf.name
-        self.macros = writer(wf, Syntax.DATAWORKS, lambda m: self.warn("macros", m))
+        self.macros = writer(wf, Syntax.DATAWORKS, warner(self.warnings, "macros"))
         # Each task's id is named by its node, its output and every dependency on it: hashed once.
         self.ids = {t.name: node_id(self.key, t.name) for t in wf.tasks}
 

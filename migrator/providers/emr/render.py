@@ -21,7 +21,7 @@ from typing import Any
 
 from migrator import jsontext
 from migrator.model import Task, TaskKind, Workflow
-from migrator.providers.base import UpstreamTarget, warning
+from migrator.providers.base import UpstreamTarget, warner, warning
 from migrator.translate import mapping
 from migrator.translate.cron import Dialect
 from migrator.translate.dag import topological_order
@@ -192,7 +192,7 @@ class _Renderer:
         self.kinds = kinds
         self.folder = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
         self.warnings: list[str] = []
-        self.macros = writer(wf, Syntax.EMR, lambda m: self.warn("macros", m))
+        self.macros = writer(wf, Syntax.EMR, warner(self.warnings, "macros"))
 
     def warn(self, rule: str, message: str) -> None:
         self.warnings.append(warning(rule, message))

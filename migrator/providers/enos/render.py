@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from migrator import jsontext
 from migrator.errors import TranslationError
 from migrator.model import FailureAction, Task, TaskKind, Workflow
-from migrator.providers.base import UpstreamTarget, warning
+from migrator.providers.base import UpstreamTarget, warner, warning
 from migrator.translate import mapping
 from migrator.translate.cron import Dialect
 from migrator.translate.kinds import SHELL_TYPES as KIND_SHELL_TYPES
@@ -128,7 +128,7 @@ class _Renderer:
         self.wf, self.submitter, self.kinds = wf, submitter, kinds
         self.folder = "/".join(p for p in (folder.strip("/"), wf.folder.strip("/")) if p)
         self.warnings: list[str] = []
-        self.macros = writer(wf, Syntax.ENOS, lambda m: self.warn("macros", m))
+        self.macros = writer(wf, Syntax.ENOS, warner(self.warnings, "macros"))
 
     def warn(self, rule: str, message: str) -> None:
         self.warnings.append(warning(rule, message))
