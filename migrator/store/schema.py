@@ -139,7 +139,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: translation warnings in a table of their own, written once when an item is rendered.
     # In the item row (a kilobyte on average) they were rewritten with it at every one of its
-    # four or five later transitions: half of the state thread's work in a run. The items column
+    # four or five later transitions: a third of the state thread's work in a run. The items column
     # stays, emptied: dropping a column needs SQLite 3.35, and RHEL 9's Python links 3.34.
     """
     CREATE TABLE warnings (

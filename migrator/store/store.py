@@ -58,7 +58,7 @@ _MOVABLE = frozenset(
 @dataclass(frozen=True, slots=True)
 class Item:
     """One workflow's row in the store (its translation warnings are kept apart: they are written
-    once, where the row changes at every transition; see :meth:`Store.warnings`)."""
+    once, where the row changes at every transition; see :meth:`Store.each_warned`)."""
 
     job: str
     key: str
@@ -410,19 +410,6 @@ class Store:
         """``(key, warnings)`` of every item with a translation warning, in key order, paged."""
         async for row in self._pages(job, "job, key, warnings", "1", (), page, table="warnings"):
             yield str(row[1]), tuple(json.loads(row[2]))
-
-    async def warnings(self, job: str, keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
-        """The translation warnings of the given items that have any."""
-        wanted = list(keys)
-        found: dict[str, tuple[str, ...]] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = await self._fetchall(
-                f"SELECT key, warnings FROM warnings WHERE job = ? AND key IN ({marks})", (job, *chunk)
-            )
-            found.update((str(r[0]), tuple(json.loads(r[1]))) for r in rows)
-        return found
 
     async def _pages(
         self, job: str, columns: str, where: str, args: Sequence[Any], page: int, table: str = "items"

@@ -45,11 +45,11 @@ async def test_warnings_are_kept_apart_replaced_by_each_record_and_moved_out_of_
         )
         await store.apply(JOB, run, [warned, rec("b")])
         await store.apply(JOB, run, [Move("a", frozenset({State.RENDERED}), State.SUBMITTING)])
-        assert await store.warnings(JOB, ["a", "b"]) == {"a": ("rule: one", "rule: two")}
+        assert [w async for w in store.each_warned(JOB)] == [("a", ("rule: one", "rule: two"))]
         # rendered again (a sync's changed workflow) without warnings: the old ones go
         await store.apply(JOB, run, [Move("a", frozenset({State.SUBMITTING}), State.DONE)])
         await store.apply(JOB, run, [rec("a", State.PENDING)])
-        assert await store.warnings(JOB, ["a"]) == {}
+        assert [w async for w in store.each_warned(JOB)] == []
     # A state database from before migration 5 kept them in the item row.
     with sqlite3.connect(path, isolation_level=None) as conn:
         conn.executescript(
