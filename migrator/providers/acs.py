@@ -100,7 +100,7 @@ class AcsClient:
         assert ak is not None
         assert secret is not None
         params = dict(query or {})
-        body = acs.form_body(form.items()).encode() if form else b""
+        body = acs.form_body(form.items()) if form else b""
         headers: dict[str, str]
         if self._cfg.signature == "v3":
             headers = acs.v3_sign(

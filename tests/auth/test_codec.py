@@ -45,7 +45,7 @@ def test_a_query_string_by_the_client_decodes_to_its_pairs(pairs: list[tuple[str
 def test_a_form_body_decodes_to_its_pairs_by_the_sandbox_and_by_parse_qsl(
     pairs: list[tuple[str, str]],
 ) -> None:
-    body = acs.form_body(pairs)
+    body = acs.form_body(pairs).decode()
     assert acs.form_decode(body) == pairs
     assert parse_qsl(body, keep_blank_values=True) == pairs
 
@@ -53,6 +53,7 @@ def test_a_form_body_decodes_to_its_pairs_by_the_sandbox_and_by_parse_qsl(
 def test_a_form_body_escapes_separators_and_blanks_and_keeps_json_punctuation() -> None:
     spec = '{"name":"a b","sql":"x=1&y+2 #3 50%;","n":[1]}\n'
     assert acs.form_body([("Spec", spec)]) == (
-        'Spec={"name":"a%20b","sql":"x%3D1%26y%2B2%20%233%2050%25%3B","n":[1]}%0A'
+        b'Spec={"name":"a%20b","sql":"x%3D1%26y%2B2%20%233%2050%25%3B","n":[1]}%0A'
     )
-    assert acs.form_body([("é", "\x01")]) == "%C3%A9=%01"
+    assert acs.form_body([("é", "\x01")]) == b"%C3%A9=%01"
+    assert acs.form_body([("Name", "数据 工厂\x7f")]) == b"Name=%E6%95%B0%E6%8D%AE%20%E5%B7%A5%E5%8E%82%7F"
