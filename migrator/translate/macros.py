@@ -351,6 +351,8 @@ def writer(wf: Workflow, to: Syntax, warn: Callable[[str], None]) -> Callable[[s
     known = wf.parameter_names()
 
     def write(text: str) -> str:
+        if "$" not in text:  # every macro and reference starts with one
+            return text
         out, warnings = (text, []) if frm is None else translate(text, frm, to)
         unknown = sorted({m[1] for m in _REFERENCE.finditer(out)} - known - _BUILTINS[to])
         warnings += [
