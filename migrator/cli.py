@@ -7,6 +7,7 @@ locked, corrupt or unwritable state database); 3 interrupted, or a provider stop
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import os
 import signal
@@ -54,6 +55,12 @@ state_option = click.option(
 )
 
 
+#: uvloop where it is installed (every platform but Windows): libuv's event loop and transports,
+#: in C, do the loop's and the sockets' share of every call for about a fifth less CPU than
+#: asyncio's own, in the engine and in a served sandbox alike.
+_LOOP = {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
+
+
 def _run_async(fn: Callable[[], Awaitable[T]]) -> T:
     """Run ``fn`` and turn SIGINT/SIGTERM into cancellation (the store's commits are shielded)."""
 
@@ -85,7 +92,7 @@ def _run_async(fn: Callable[[], Awaitable[T]]) -> T:
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     try:
-        return anyio.run(main)
+        return anyio.run(main, backend_options=_LOOP)
     except BaseExceptionGroup as group:
         # Task groups wrap what a stage raised; a known error is reported as itself.
         known = _first_known(group)
