@@ -230,12 +230,15 @@ def migrator(*args: str | Path) -> list[str]:
 
 
 @contextmanager
-def served(*options: str) -> Iterator[dict[str, Any]]:
+def served(
+    *options: str, wrap: list[str] | None = None, stop_timeout: float = 30
+) -> Iterator[dict[str, Any]]:
     """``migrator sandbox OPTIONS`` in its own process; yields its JSON line (endpoints, credentials)
-    with the process id added as ``pid``."""
+    with the process id added as ``pid``. ``wrap`` prefixes the command (a profiler), and the
+    sandbox gets ``stop_timeout`` seconds to exit once it is told to stop."""
     proc = subprocess.Popen(
-        migrator("sandbox", *options), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=child_env(), cwd=ROOT,
+        [*(wrap or []), *migrator("sandbox", *options)], stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, env=child_env(), cwd=ROOT,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -247,7 +250,7 @@ def served(*options: str) -> Iterator[dict[str, Any]]:
         yield info
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=stop_timeout)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -71,3 +71,17 @@ def test_polls(tmp_path: Path) -> None:
     assert (figures["exit"], figures["imports"]) == (0, 3)
     # imports finished before the first poll (2 s): one status call each, by both counts
     assert figures["polls_per_import"] == figures["store_polls_per_item"] == 1.0
+
+
+def test_instructions_says_what_it_needs_without_valgrind(tmp_path: Path) -> None:
+    # Under valgrind it takes minutes (its figures are in the README); here, on a PATH without
+    # valgrind, it must refuse at once, say why, and measure nothing.
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "instructions.py"), "--work", str(tmp_path / "instructions")],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "needs valgrind" in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "instructions").exists()
