@@ -26,11 +26,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from capacity import NONE, POLL
 from harness import DEFAULT_WORK, JobDir, emit, inventory, load, migrator, run_child, served
 
-KINDS = ("dataworks", "emr", "enos")
-POLL = {"initial": 0.01, "factor": 1.5, "max": 0.2}
-NONE = (0.0, 0.0)
 _TOTAL = re.compile(r"^summary:\s+(\d+)", re.MULTILINE)
 
 
@@ -65,6 +63,22 @@ def measure(work: Path, kind: str, count: int, outs: Path) -> dict[str, Any]:
     }
 
 
+def difference(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
+    """What each workflow the larger run had in addition cost (None when it had none)."""
+    extra = large["items"] - small["items"]
+
+    def each(what: str, digits: int | None = None) -> float | None:
+        return round((large[what] - small[what]) / extra, digits) if extra else None
+
+    return {
+        "exit": [small["exit"], large["exit"]],
+        "items": [small["items"], large["items"]],
+        "calls_per_workflow": each("calls", 2),
+        "engine_instructions_per_workflow": each("engine"),
+        "sandbox_instructions_per_workflow": each("sandbox"),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", default="dataworks")
@@ -82,19 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
             small, large = (measure(Path(args.work), kind, n, Path(tmp)) for n in (low, high))
-            extra = large["items"] - small["items"]
-            failed |= small["exit"] != 0 or large["exit"] != 0 or extra != high - low
-            figures[kind] = {
-                "exit": [small["exit"], large["exit"]],
-                "items": [small["items"], large["items"]],
-                "calls_per_workflow": round((large["calls"] - small["calls"]) / extra, 2) if extra else None,
-                "engine_instructions_per_workflow": round((large["engine"] - small["engine"]) / extra)
-                if extra
-                else None,
-                "sandbox_instructions_per_workflow": round((large["sandbox"] - small["sandbox"]) / extra)
-                if extra
-                else None,
-            }
+            figures[kind] = difference(small, large)
+            failed |= figures[kind]["exit"] != [0, 0] or large["items"] - small["items"] != high - low
     figures["load_after"] = load()
     emit(figures)
     return 1 if failed else 0

@@ -84,7 +84,7 @@ def _form_value(text: str) -> bytes:
     ``percent_encode`` for the whole value; it is found by deleting the printable bytes, where
     ``str.isprintable`` looked each character up.
     """
-    escaped = (text.replace("%", "%25") if "%" in text else text).encode("ascii", _PERCENT_ENCODE_RUNS)
+    escaped = text.replace("%", "%25").encode("ascii", _PERCENT_ENCODE_RUNS)
     for raw, code in _FORM_ESCAPES:
         if raw in escaped:
             escaped = escaped.replace(raw, code)
