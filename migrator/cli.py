@@ -56,8 +56,9 @@ state_option = click.option(
 
 
 #: uvloop where it is installed (every platform but Windows): libuv's event loop and transports,
-#: in C, do the loop's and the sockets' share of every call for about a fifth less CPU than
-#: asyncio's own, in the engine and in a served sandbox alike.
+#: in C, in the engine and in a served sandbox alike. Measured over DataWorks workflows: 2.3 %
+#: fewer engine instructions, 1.2 % fewer in the sandbox; a plain aiohttp client and server used
+#: about a fifth less CPU, kernel included.
 _LOOP = {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
 
 
