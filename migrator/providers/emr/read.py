@@ -87,14 +87,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SAFE_NAME = re.compile(r"[^/\\\x00]+")
 
 
-class EmrDocumentError(ValueError):
-    """An EMR answer that cannot be read as a workflow: names the flow and the field, never its value."""
-
-    def __init__(self, flow_id: str, field: str, reason: str) -> None:
-        super().__init__(f"flow {flow_id}: {field}: {reason}")
-        self.flow_id = flow_id
-        self.field = field
-        self.reason = reason
+class EmrDocumentError(fields.DocumentError):
+    """An EMR answer that cannot be read as a workflow."""
 
 
 # --- field access under either spelling ------------------------------------------------------------
@@ -118,43 +112,13 @@ def _scalar_text(value: Any) -> str | None:
     return None
 
 
-class _Fields:
-    """One answer's fields; every failure names ``where`` plus the field and never the value."""
+class _Fields(fields.Fields):
+    """One answer's fields, under either spelling."""
 
-    def __init__(self, doc: Mapping[str, Any], flow_id: str, where: str = "") -> None:
-        self.doc, self.flow_id, self.where = doc, flow_id, where
-
-    def fail(self, name: str, reason: str) -> EmrDocumentError:
-        return EmrDocumentError(self.flow_id, f"{self.where}{name}", reason)
+    error = EmrDocumentError
 
     def raw(self, name: str) -> Any:
         return _raw(self.doc, name)
-
-    def text(self, name: str) -> str | None:
-        value = self.raw(name)
-        if value is None or isinstance(value, str):
-            return value
-        raise self.fail(name, "must be a string")
-
-    def number(self, name: str) -> float | None:
-        try:
-            return fields.number(self.raw(name))
-        except fields.FieldError as exc:
-            raise self.fail(name, str(exc)) from None
-
-    def integer(self, name: str) -> int | None:
-        value = self.number(name)
-        try:
-            return None if value is None else fields.whole(value)
-        except fields.FieldError as exc:
-            raise self.fail(name, str(exc)) from None
-
-    def json(self, name: str) -> Any:
-        """A JSON document carried as a string (``ParamConf``, ``Graph``...); None when absent or empty."""
-        try:
-            return fields.embedded_json(self.raw(name))
-        except fields.FieldError as exc:
-            raise self.fail(name, str(exc)) from None
 
     def listed(self, name: str) -> list[Any]:
         """A list the API double-wraps (``{"Resource": [...]}``) or Gson flattened (``[...]``)."""
@@ -314,7 +278,7 @@ def _resources(job: _Fields) -> list[dict[str, Any]]:
     for i, item in enumerate(job.listed("ResourceList")):
         if not isinstance(item, Mapping):
             raise job.fail(f"ResourceList[{i}]", "must be an object")
-        res = _Fields(item, job.flow_id, f"{job.where}ResourceList[{i}].")
+        res = job.within(item, f"ResourceList[{i}].")
         path = res.text("Path")
         if not path:
             raise res.fail("Path", "is missing")
@@ -326,7 +290,7 @@ def _run(job: _Fields) -> dict[str, Any]:
     conf = job.json("RunConf")
     if conf is not None and not isinstance(conf, dict):
         raise job.fail("RunConf", "must be a JSON object")
-    settings = _Fields(conf or {}, job.flow_id, f"{job.where}RunConf.")
+    settings = job.within(conf or {}, "RunConf.")
     run = {field: read(settings, key) for key, (field, read) in RUN_CONF.items()}
     run["mode"] = job.text("Mode")  # the answer's key is lowercase ``mode``; _raw finds either
     run["cluster"] = job.text("ClusterId")
@@ -476,7 +440,7 @@ def workflow_from_emr(
         job = jobs.get(node.job_id)
         if job is None:
             raise f.fail(node.ref, f"names job {node.job_id}, which is not among the flow's jobs")
-        found.append(_Fields(job, flow_id, f"jobs[{node.job_id}]."))
+        found.append(f.within(job, f"jobs[{node.job_id}]."))
     prefix = f"{flow_name}."
     labels = [
         node.label.strip() or (job.text("Name") or "").removeprefix(prefix).strip() or node.job_id

@@ -55,52 +55,23 @@ JSON_SUFFIX = ".json"
 _ZONE = ZoneInfo(DEFAULT_TIMEZONE)
 
 
-class EnosDocumentError(ValueError):
-    """A Flow Struct that cannot be read as a workflow: names the flow and the field, never its value."""
-
-    def __init__(self, flow: str, field: str, reason: str) -> None:
-        super().__init__(f"flow {flow}: {field}: {reason}")
-        self.flow = flow
-        self.field = field
-        self.reason = reason
+class EnosDocumentError(fields.DocumentError):
+    """A Flow Struct that cannot be read as a workflow."""
 
 
-class _Fields:
-    """One object's fields; every failure names the flow, ``where`` and the field, never the value."""
+class _Fields(fields.Fields):
+    """One object's fields; absent text reads as empty and an absent number as zero, as EnOS means them."""
 
-    def __init__(self, doc: Mapping[str, Any], flow: str, where: str = "") -> None:
-        self.doc, self.flow, self.where = doc, flow, where
-
-    def fail(self, name: str, reason: str) -> EnosDocumentError:
-        return EnosDocumentError(self.flow, f"{self.where}{name}", reason)
+    error = EnosDocumentError
 
     def text(self, name: str) -> str:
-        value = self.doc.get(name)
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise self.fail(name, "must be a string")
-        return value
+        return super().text(name) or ""
 
     def number(self, name: str) -> float:
-        """A number, or a string holding one (``"3381"``); absent or empty is 0."""
-        try:
-            return fields.number(self.doc.get(name)) or 0.0
-        except fields.FieldError as exc:
-            raise self.fail(name, str(exc)) from None
+        return super().number(name) or 0.0
 
     def integer(self, name: str) -> int:
-        try:
-            return fields.whole(self.number(name))
-        except fields.FieldError as exc:
-            raise self.fail(name, str(exc)) from None
-
-    def json(self, name: str) -> Any:
-        """A JSON document carried as a string (``parameters``, ``runMode``); None when absent or empty."""
-        try:
-            return fields.embedded_json(self.doc.get(name))
-        except fields.FieldError as exc:
-            raise self.fail(name, str(exc)) from None
+        return super().integer(name) or 0
 
     def objects(self, name: str) -> list[_Fields]:
         value = self.doc.get(name)
@@ -112,7 +83,7 @@ class _Fields:
         for i, item in enumerate(value):
             if not isinstance(item, Mapping):
                 raise self.fail(f"{name}[{i}]", "must be an object")
-            out.append(_Fields(item, self.flow, f"{self.where}{name}[{i}]."))
+            out.append(self.within(item, f"{name}[{i}]."))
         return out
 
     def required(self, name: str) -> str:
@@ -193,7 +164,7 @@ def _run(t: _Fields) -> dict[str, Any]:
         return run
     if not isinstance(mode, dict):
         raise t.fail("runMode", "must be a JSON object")
-    settings = _Fields(mode, t.flow, f"{t.where}runMode.")
+    settings = t.within(mode, "runMode.")
     if "cpu" in mode:
         run["cores"] = settings.number("cpu")
     if "memory" in mode:

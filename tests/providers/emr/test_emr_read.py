@@ -337,7 +337,7 @@ async def test_malformed_flows_name_the_flow_and_the_field(emr: Emr) -> None:
     for doc, job_docs, message in cases:
         with pytest.raises(EmrDocumentError) as caught:
             workflow_from_emr(doc, job_docs)
-        assert caught.value.flow_id == flow_id
+        assert caught.value.flow == flow_id
         assert str(caught.value).startswith(f"flow {flow_id}: {message}"), str(caught.value)
         assert secret not in str(caught.value)
     assert issubclass(EmrDocumentError, ValueError)
