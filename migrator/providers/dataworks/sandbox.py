@@ -318,7 +318,7 @@ class _DataWorks:
             "project_id": PROJECT_ID,
             "create_time": old["create_time"] if old else job.due_ms,
             "modify_time": job.due_ms,
-            "spec": payload["spec"],  # the text as imported: parsed only when read back
+            "spec": job.input,  # the text as imported: parsed only when read back
         }
         self._store.put(WORKFLOWS, workflow_id, definition, name=payload["name"])
         return kept
@@ -351,16 +351,18 @@ class _DataWorks:
             elif fault == "hang":
                 accepted, outcome, error, due_ms = None, RUNNING, "", _NEVER_MS
             payload: dict[str, Any] = {"workflow_id": workflow_id, "dry_run": dry_run}
+            spec = None
             if accepted is not None:
-                # The text as sent, not ``doc``: stored and moved to the definition as one string,
-                # a 12 kB spec is not serialised twice and parsed once more on every import.
-                payload.update(name=accepted.name, path=accepted.path, spec=raw_spec)
+                # The text as sent, not ``doc``: kept and moved to the definition as one string,
+                # a 12 kB spec is not serialised again and parsed once more on every import.
+                payload.update(name=accepted.name, path=accepted.path)
+                spec = raw_spec
                 if not dry_run:  # outputs become resolvable by later imports as soon as this one is accepted
                     self._store.delete_children(OUTPUTS, workflow_id)
                     self._store.put_children(
                         OUTPUTS, workflow_id, ((o, {"node_id": node_id}) for o, node_id in accepted.outputs)
                     )
-            self._store.add_job(Job(job_id, job_type, RUNNING, outcome, error, now, due_ms, payload))
+            self._store.add_job(Job(job_id, job_type, RUNNING, outcome, error, now, due_ms, payload, spec))
         return {
             "AsyncJob": {
                 "Id": job_id,

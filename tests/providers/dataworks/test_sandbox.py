@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -318,6 +319,50 @@ async def test_a_restarted_sandbox_keeps_definitions_and_finishes_a_job_started_
         assert {d["id"]: d["imports"] for d in (await api.objects())["workflow_definitions"]} == {
             "1001": 1, "1002": 1
         }  # fmt: skip
+
+
+def _jobs_as_the_release_before(data: Path) -> None:
+    """Rewrite the jobs table as it was before it had an ``input`` column: the spec in the payload."""
+    db = sqlite3.connect(data, isolation_level=None)
+    db.executescript(
+        """
+        CREATE TABLE old_jobs (
+            id TEXT PRIMARY KEY, type TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT NOT NULL,
+            error TEXT NOT NULL, created_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL, payload TEXT NOT NULL);
+        INSERT INTO old_jobs SELECT id, type, status, outcome, error, created_ms, due_ms, payload FROM jobs;
+        """
+    )
+    for id, payload, spec in db.execute("SELECT id, payload, input FROM jobs").fetchall():
+        db.execute(
+            "UPDATE old_jobs SET payload = ? WHERE id = ?",
+            (json.dumps({**json.loads(payload), "spec": spec}), id),
+        )
+    db.executescript("DROP TABLE jobs; ALTER TABLE old_jobs RENAME TO jobs;")
+    db.close()
+
+
+async def test_an_import_running_in_a_file_of_the_release_before_finishes_with_its_spec(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    data = tmp_path / "dw.db"
+    spec = simple_spec("carried")
+    async with running("dataworks", settings(data, job_delay=(30, 30))) as first:
+        job = await Api(session, first).import_(spec)
+    _jobs_as_the_release_before(data)
+    async with running("dataworks", settings(data)) as second:
+        api = Api(session, second)
+        db = sqlite3.connect(data)
+        [(payload, carried)] = db.execute("SELECT payload, input FROM jobs").fetchall()
+        assert "spec" not in json.loads(payload)
+        assert json.loads(carried) == spec
+        db.execute("UPDATE jobs SET due_ms = 0")  # due now, rather than in 30 s
+        db.commit()
+        db.close()
+        assert (await api.wait(job["Id"]))["Status"] == "Success"
+        found = await api.ok(
+            "GetWorkflowDefinition", ProjectId=PROJECT, Id="1001", IncludeScriptContent="true"
+        )
+        assert json.loads(found["WorkflowDefinition"]["Spec"]) == spec
 
 
 async def test_two_sandboxes_on_one_file_complete_a_job_once(
