@@ -2,8 +2,8 @@
 
 Provider documents carry numbers as strings (``"3381"``) and JSON documents as strings inside JSON
 (EMR ``ParamConf``, EnOS ``runMode``). These helpers decode them and raise :class:`FieldError`
-with a reason that never quotes the value (it may be a secret); each reader adds which document
-and field it was.
+with a reason that never quotes the value (it may be a secret); :class:`Fields`, which each
+reader subclasses, turns that into a :class:`DocumentError` naming the flow and the field.
 """
 
 from __future__ import annotations

@@ -351,12 +351,11 @@ class _DataWorks:
             elif fault == "hang":
                 accepted, outcome, error, due_ms = None, RUNNING, "", _NEVER_MS
             payload: dict[str, Any] = {"workflow_id": workflow_id, "dry_run": dry_run}
-            spec = None
+            # The text as sent, not ``doc``: kept as the job's input and moved to the definition as
+            # one string, a 12 kB spec is not serialised again and parsed once more on every import.
+            spec = None if accepted is None else raw_spec
             if accepted is not None:
-                # The text as sent, not ``doc``: kept and moved to the definition as one string,
-                # a 12 kB spec is not serialised again and parsed once more on every import.
                 payload.update(name=accepted.name, path=accepted.path)
-                spec = raw_spec
                 if not dry_run:  # outputs become resolvable by later imports as soon as this one is accepted
                     self._store.delete_children(OUTPUTS, workflow_id)
                     self._store.put_children(

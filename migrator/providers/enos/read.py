@@ -74,7 +74,7 @@ class _Fields(fields.Fields):
         return super().integer(name) or 0
 
     def objects(self, name: str) -> list[_Fields]:
-        value = self.doc.get(name)
+        value = self.raw(name)
         if value is None:
             return []
         if not isinstance(value, list):
