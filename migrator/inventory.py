@@ -105,14 +105,36 @@ def _first_byte(fh: BinaryIO) -> bytes:
             return byte
 
 
+def _unreadable(exc: ValueError | RecursionError, where: str) -> str:
+    """Why a JSON text could not be read, without quoting it (the text may hold secrets).
+
+    Besides malformed JSON and bytes that are not UTF-8, Python's own limits refuse a record: an
+    integer of more than 4,300 digits (``ValueError``) and nesting deeper than the recursion
+    limit. Each is one bad record, not a reason to stop the batch.
+    """
+    if isinstance(exc, json.JSONDecodeError):
+        return f"malformed JSON ({exc.msg} at {where} {exc.colno if where == 'column' else exc.lineno})"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply to read"
+    return f"unreadable JSON ({_first_line(exc).split(':')[0]})"
+
+
+def _first_line(exc: Exception) -> str:
+    """An exception's message, first line only (later lines of a parser's message quote the
+    file); a C parser's message given as bytes is decoded, not shown as its ``repr``."""
+    arg = exc.args[0] if exc.args else ""
+    text = (arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _line(raw: bytes, origin: str, place: Place | None = None) -> Document:
     """One JSON Lines record (``raw`` not blank; stripped, so that a column counts from its text)."""
     try:
         return Document(origin, json.loads(raw.strip()), place=place)
-    except json.JSONDecodeError as exc:
-        return Document(origin, error=f"malformed JSON ({exc.msg} at column {exc.colno})", place=place)
-    except UnicodeDecodeError:
-        return Document(origin, error="not UTF-8 text", place=place)
+    except (ValueError, RecursionError) as exc:
+        return Document(origin, error=_unreadable(exc, "column"), place=place)
 
 
 def documents(path: Path, *, offset: int = 0, line: int = 0) -> Iterator[Document]:
@@ -135,20 +157,18 @@ def documents(path: Path, *, offset: int = 0, line: int = 0) -> Iterator[Documen
         if _first_byte(fh) != b"[":
             try:
                 yield Document(str(path), json.load(fh))
-            except json.JSONDecodeError as exc:
-                yield Document(str(path), error=f"malformed JSON ({exc.msg} at line {exc.lineno})")
-            except UnicodeDecodeError:
-                yield Document(str(path), error="not UTF-8 text")
+            except (ValueError, RecursionError) as exc:
+                yield Document(str(path), error=_unreadable(exc, "line"))
             return
         index = -1
         try:
             for index, value in enumerate(ijson.items(fh, "item", use_float=True)):
                 yield Document(f"{path}[{index}]", value)
-        except ijson.JSONError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except (ijson.JSONError, ValueError, RecursionError) as exc:
+            after = f"after record {index}" if index >= 0 else "before its first record"
             yield Document(
                 f"{path}[{index + 1}]",
-                error=f"malformed JSON after record {index}: {first}; the rest of this file was not read",
+                error=f"malformed JSON {after}: {_first_line(exc)}; the rest of this file was not read",
             )
 
 

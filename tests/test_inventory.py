@@ -64,6 +64,37 @@ def test_json_array_streams_and_stops_cleanly_at_a_syntax_error(tmp_path: Path) 
     assert "secret-ish" not in entries[2].error
 
 
+def test_records_past_pythons_json_limits_are_bad_records_not_a_stopped_batch(tmp_path: Path) -> None:
+    """An integer of 5,000 digits and nesting 100,000 deep: json.loads raises ValueError and
+    RecursionError, not JSONDecodeError. Each is one invalid record; the rest are read."""
+    path = tmp_path / "inv.jsonl"
+    huge = json.dumps({**GOOD, "name": "huge"})[:-1] + ', "x": ' + "9" * 5000 + "}"
+    path.write_text("\n".join([json.dumps(GOOD), huge, "[" * 100_000, json.dumps({**GOOD, "name": "last"})]))
+    entries = list(read([path]))
+    assert [e.name for e in entries if e.workflow] == ["ok", "last"]
+    errors = {e.origin: e.error for e in entries if e.error}
+    assert errors == {
+        f"{path}:2": f"{path}:2: unreadable JSON "
+        "(Exceeds the limit (4300 digits) for integer string conversion)",
+        f"{path}:3": f"{path}:3: JSON nested too deeply to read",
+    }
+
+
+def test_a_json_array_parsers_message_is_its_first_line_decoded_never_the_quoted_text(
+    tmp_path: Path,
+) -> None:
+    """ijson's C parser words an error as bytes whose later lines quote the file: shown as its
+    repr they were one line, the quote (and a secret in it) included."""
+    path = tmp_path / "inv.json"
+    record = {"name": "s", "tasks": [{"name": "a", "variables": [{"name": "p", "value": "hunter2\u00e9"}]}]}
+    path.write_bytes(b"[" + json.dumps(record, ensure_ascii=False).encode("latin-1") + b"]")
+    (only,) = list(read([path]))
+    assert only.error == (
+        f"{path}[0]: malformed JSON before its first record: lexical error: invalid bytes in UTF8 string.; "
+        "the rest of this file was not read"
+    )
+
+
 def test_directory_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "b.jsonl").write_text(json.dumps({**GOOD, "name": "b"}) + "\n")
     (tmp_path / "a.jsonl").write_text(json.dumps({**GOOD, "name": "a"}) + "\n")

@@ -9,6 +9,7 @@ Errors are classified by :data:`ERRORS`, a table, not scattered conditions.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,18 @@ from migrator.providers.transport import logged, send
 from migrator.providers.triage import Rule, Triage
 
 FORM = "application/x-www-form-urlencoded"
+
+#: A refused signature is explained by the gateway quoting the string it signed (``server
+#: string to sign is:...``): every parameter of the request, a secret variable's value among
+#: them. The message is cut where that quote begins, so it reaches no log, state or report.
+_SIGNED_ECHO = re.compile(r"[\s.]*\bserver string to sign is\b", re.IGNORECASE)
+
+
+def provider_message(text: str) -> str:
+    """The gateway's error message as it may be kept: without the request it quotes."""
+    echo = _SIGNED_ECHO.search(text)
+    return text if echo is None else text[: echo.start()] + " (the gateway's string to sign is not kept)"
+
 
 #: The POP gateway's answers and what each means for the run (reference: alibaba-apis.md 4.2).
 #: Throttling comes as HTTP 400 with a ``Throttling*`` code; ``Throttling.Api.Risk`` is risk
@@ -152,7 +165,7 @@ class AcsClient:
                 retry_after = until_quota_day(time.time())
             raise ProviderError(
                 code,
-                str(data.get("Message") or data.get("message") or ""),
+                provider_message(str(data.get("Message") or data.get("message") or "")),
                 status=status,
                 request_id=request_id,
                 action=action,

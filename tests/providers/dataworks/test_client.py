@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from migrator.auth import acs
 from migrator.config import ProviderConfig
-from migrator.errors import Action, ProviderError
+from migrator.errors import Action, ProviderError, ProviderStopped
 from migrator.providers.base import JobStatus, Rendered
 from migrator.providers.dataworks.client import DataWorks
 from migrator.store import Item, Part, State
@@ -193,6 +193,35 @@ async def test_terminal_errors_are_not_retried_and_carry_code_and_request_id(
         Action.FAIL,
     )
     assert slept == []
+
+
+async def test_a_refused_signature_keeps_none_of_the_request_the_gateway_quotes(
+    session: aiohttp.ClientSession,
+) -> None:
+    """The gateway explains a refused signature with the string it signed: every parameter,
+    a secret among them. Neither the error nor the provider's stop reason may keep it."""
+    dw, _ = provider(session)
+    quoted = "POST&%2F&Spec%3D%257B%2522password%2522%253A%2522hunter2-secret%2522%257D"
+    with aioresponses() as mocked:
+        mocked.post(
+            ANY,
+            status=400,
+            payload={
+                "Code": "SignatureDoesNotMatch",
+                "Message": "Specified signature is not matched with our calculation. "
+                f"server string to sign is:{quoted}",
+                "RequestId": "r8",
+            },
+        )
+        with pytest.raises(ProviderStopped) as stopped:  # the first call: check the credentials
+            await dw.submit(Rendered("42", "{}"), NO_PARTS)
+    error = stopped.value.__cause__
+    assert isinstance(error, ProviderError)
+    assert error.code == "SignatureDoesNotMatch"
+    assert error.message == (
+        "Specified signature is not matched with our calculation (the gateway's string to sign is not kept)"
+    )
+    assert "hunter2" not in f"{error} {stopped.value} {stopped.value.reason}"
 
 
 async def test_retries_stop_at_max_attempts(session: aiohttp.ClientSession) -> None:
