@@ -838,10 +838,14 @@ class Pipeline:
         # Parts are checkpointed only inside a submit, after the intent that counts its attempt:
         # a first attempt has none to read (a store round trip per workflow saved).
         known = await self.store.parts(job, key) if work.attempts else {}
+        # A part an earlier attempt made holds that attempt's rendering, and the source may have
+        # changed since (a submit parked by the quota, then a nightly sync): it is compared with
+        # this rendering and brought in line, as a sync's update does, never taken as it is.
+        update = work.update or any(part.state is State.DONE for part in known.values())
         parts = PartLog(self.store, job, self.run_id, key, known)
         with tally() as cost, bound_contextvars(key=key):  # the key on every log line of its calls
             try:
-                result = await self.provider.submit(work.rendered, parts, update=work.update)
+                result = await self.provider.submit(work.rendered, parts, update=update)
             except ProviderStopped as exc:
                 # The call that met the stop was refused or never sent; parts already made are
                 # checkpointed, so the next run resumes this item from them.

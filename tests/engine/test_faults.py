@@ -24,6 +24,7 @@ import anyio
 import pytest
 
 from migrator.engine.pipeline import BATCH
+from migrator.model import Workflow
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.faults import quota_day
 from tests.engine.support import KINDS, ROOT, Harness, migrator
@@ -179,6 +180,48 @@ def test_a_daily_cap_parks_the_run_until_the_reset_then_the_next_runs_finish(mak
         result = h.run()
         assert result.returncode in (0, 3), result.stderr[-3000:]
     assert h.states() == {"done": 30}
+    h.assert_nothing_twice()
+
+
+#: The daily cap that stops one workflow's submit after a part is made: EMR after its first
+#: job (categories and look-ups count), EnOS between the import and switching the flow on.
+PART_WAY = {"emr": 17, "enos": 6}
+
+
+@pytest.mark.parametrize("kind", sorted(PART_WAY))
+def test_a_submit_resumed_after_the_source_changed_brings_the_parts_made_before_in_line(
+    tmp_path: Path, kind: str
+) -> None:
+    """A submit parked part-way (the daily cap), then the source changes, as a nightly sync
+    finds it: the resumed submit must not keep a part made from the old content while the
+    store records the new content as submitted."""
+    base = next(w for w in generate(20, seed=41) if len(w.tasks) >= 3 and not w.upstream)
+    h = Harness(tmp_path, kind, [base], "park_after = 1")
+    h.write(f"daily_cap = {PART_WAY[kind]}")
+    first = h.run()
+    assert first.returncode == 3, first.stderr[-3000:]
+    assert h.states() == {"parked": 1}
+    made = h.rows("SELECT part FROM parts WHERE state = 'done'")
+    assert made, "the cap must stop the submit after a part is made"
+    # The source changes every task's content, those made already included.
+    mark = "EDITED-AFTER-PARK"
+    record = base.to_record()
+    for task in record["tasks"]:
+        task["content"] += f"\n# {mark}\n"
+    changed = Workflow.model_validate(record)
+    write_jsonl(tmp_path / "inv.jsonl", [changed])
+    h.write("")  # more quota
+    assert migrator("retry", "f", "--parked", "--config", h.config).returncode == 0
+    second = h.run()
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert h.states() == {"done": 1}
+    objects, _ = h.sandbox()
+    at_target = objects["jobs"] if kind == "emr" else objects["flows"]  # EnOS: tasks in the flow
+    assert len(at_target) == (len(base.tasks) if kind == "emr" else 1)
+    kept = [o for o in at_target if mark not in json.dumps(o, ensure_ascii=False)]
+    assert not kept, "the target kept the old content"
+    assert h.rows("SELECT submitted_hash = content_hash FROM items") == [(1,)]
+    h.workflows = [changed]
     h.assert_nothing_twice()
 
 

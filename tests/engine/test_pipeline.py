@@ -14,12 +14,13 @@ from migrator.config import Config, JobConfig, PollPolicy, ProviderConfig, Sourc
 from migrator.engine.pipeline import Outcome, Pipeline
 from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
+from migrator.model import Workflow
 from migrator.providers.dataworks.render import workflow_id
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.server import SandboxHandle, running
 from migrator.store import Move, Record, State, Store
-from tests.engine.support import provider_config
+from tests.engine.support import Harness, provider_config
 
 
 @pytest.fixture
@@ -181,3 +182,32 @@ async def test_rows_left_submitting_are_reconciled_before_anything_is_sent(
     assert any("reconciled: found at the target" in (d or "") for d in details)
     assert any("reconciled: not found at the target" in (d or "") for d in details)
     assert any("an update was under way" in (d or "") for d in details)
+
+
+def test_an_enos_workflow_whose_name_another_has_fails_and_takes_over_no_flow(tmp_path: Path) -> None:
+    """EnOS names flows uniquely per owner and the client finds flows by name. Two workflows of
+    one name (other folders, other keys): the second must fail with the target's reason, not
+    adopt the first one's flow and end ``done`` with its id, one of them silently lost."""
+    base = next(generate(1, seed=41)).to_record()
+    first = Workflow.model_validate(dict(base, folder="team_a", source={"system": "inventory"}, upstream=[]))
+    second = Workflow.model_validate(
+        dict(
+            base,
+            folder="team_b",
+            source={"system": "inventory"},
+            upstream=[],
+            tasks=[dict(t, content=t["content"] + "\n# team b") for t in base["tasks"]],
+        )
+    )
+    assert first.key != second.key
+    h = Harness(tmp_path, "enos", [first, second], "", concurrency=1)
+    h.write("")
+    result = h.run()
+    assert result.returncode == 1, result.stderr[-3000:]
+    rows = dict(h.rows("SELECT key, state FROM items"))
+    assert sorted(rows.values()) == ["done", "failed"], rows
+    failed = h.rows("SELECT error_message, target_id FROM items WHERE state = 'failed'")
+    assert "same name already exists" in failed[0][0]
+    assert failed[0][1] is None
+    objects, _ = h.sandbox()
+    assert [f["flowName"] for f in objects["flows"]] == [first.name]

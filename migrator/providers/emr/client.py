@@ -137,16 +137,18 @@ class Emr:
         modify = partial(self._modify_flow, plan, flow_folder, graph)
         if flow_id is not None and await self._updated(parts, "flow", flow_id, digest, modify):
             await self._drop_stale_jobs(plan, parts)
-            return Submitted(flow_id)
-        find_flow = self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder)
-        flow_id = await self._ensure(
-            parts,
-            "flow",
-            find_flow,
-            lambda: self._create_flow(plan, flow_folder, graph, find_flow),
-            digest,
-            again=flow_id is not None,
-        )
+        else:
+            find_flow = self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder)
+            flow_id = await self._ensure(
+                parts,
+                "flow",
+                find_flow,
+                lambda: self._create_flow(plan, flow_folder, graph, find_flow),
+                digest,
+                again=flow_id is not None,
+            )
+        # Also after an update: a submit resumed with its flow made may have stopped before the
+        # schedule (a flow modified with a schedule has it already: its part is then one call).
         if plan.scheduled:
             await self._ensure(
                 parts, "schedule", None, lambda: self._schedule(plan, flow_folder, graph, flow_id)

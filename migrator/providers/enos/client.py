@@ -285,10 +285,20 @@ class Enos:
         return Submitted(flow_id)
 
     async def _import(self, plan: FlowPlan, parts: Parts) -> str:
-        found = await self.find(plan.name)
-        if found:
-            await parts.done("flow", found)
-            return found
+        """Import the flow, or adopt the one an earlier attempt's unanswered import made.
+
+        A flow is looked up by name only when this item began an import it has no answer for:
+        names are unique per owner, so a flow of this name that no attempt of this item made
+        belongs to another workflow (or to someone else), and the import is refused with the
+        target's own reason rather than that flow being taken over. An adopted flow may hold an
+        earlier rendering: it is brought in line with this one.
+        """
+        known = parts.get("flow")
+        if known is not None and known.state is State.SUBMITTING:
+            found = await self.find(plan.name)
+            if found:
+                await parts.done("flow", found)
+                return await self._update(found, plan, parts)
         dir_id = await self.directory(plan.folder)
         await parts.begin("flow")
 
