@@ -426,6 +426,24 @@ class Pipeline:
             count=len(doomed),
             workflows=[f"{i.name} ({i.target_id or 'partial'})" for i, _ in doomed],
         )
+        # The intent first, as for a submit: a delete may stop part-way (EMR deletes the flow, then
+        # its jobs), be refused half done, or the run be killed before the outcome is recorded.
+        # So each part is in doubt (``submitting``: looked up by name before it is made again) and
+        # the item loses its submitted digest: one that comes back to the source unchanged is
+        # made again where it is missing, not skipped as "unchanged since last submitted".
+        intents: list[Change] = []
+        for item, parts in doomed:
+            intents += [PartMove(item.key, p, State.SUBMITTING) for p in parts]
+            intents.append(
+                Move(
+                    item.key,
+                    frozenset({State.ORPHANED}),
+                    State.ORPHANED,
+                    {"submitted_hash": None},
+                    detail="deleting at the target (--prune)",
+                )
+            )
+        await self.store.apply(job, self.run_id, intents)
         pruned: list[Item] = []
         refused: list[tuple[Item, dict[str, Part], ProviderError]] = []
         while doomed:

@@ -29,6 +29,7 @@ from migrator.providers.emr.client import READS as EMR_READS
 from migrator.providers.enos.client import READS as ENOS_READS
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.server import inspect
+from tests.engine.support import Harness, migrator
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = 100
@@ -314,3 +315,36 @@ def test_the_example_nightly_jobs_sync_and_a_second_night_costs_no_call(tmp_path
         conn.close()
     assert modes == {"sync"}
     assert left <= {"skipped"}
+
+
+def test_a_prune_stopped_part_way_leaves_a_workflow_that_comes_back_to_be_made_again(tmp_path: Path) -> None:
+    """EMR deletes a flow, then its jobs: a quota that runs out between the two leaves the flow
+    gone and the item orphaned. When the workflow comes back to the source unchanged, it must be
+    made again at the target, not skipped as "unchanged since last submitted"."""
+    a, b = [w for w in generate(30, seed=41) if not w.upstream][:2]
+    h = Harness(tmp_path, "emr", [a, b], "park_after = 1")
+    inv = tmp_path / "inv.jsonl"
+
+    def source(workflows: list[Workflow], faults: str) -> None:
+        write_jsonl(inv, workflows)
+        h.write(faults)
+        h.job.write_text(h.job.read_text().replace("[job]\n", '[job]\nmode = "sync"\n'))
+
+    source([a, b], "")
+    assert h.run().returncode == 0
+    source([a], "daily_cap = 1")  # b leaves the source; one call of quota: the flow's delete
+    pruning = migrator("run", h.job, "--config", h.config, "--prune")
+    assert pruning.returncode == 3, pruning.stderr[-3000:]
+    objects, _ = h.sandbox()
+    assert b.name not in {f["name"] for f in objects["flows"]}, "the cap must stop the prune after the flow"
+    assert objects["jobs"], "and before the jobs"
+    assert h.rows("SELECT state FROM items WHERE key = ?", (b.key,)) == [("orphaned",)]
+
+    source([a, b], "")  # b is back, unchanged
+    assert migrator("retry", "f", "--parked", "--config", h.config).returncode == 0
+    back = h.run()
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert h.rows("SELECT state FROM items WHERE key = ?", (b.key,)) == [("done",)]
+    objects, _ = h.sandbox()
+    assert [f["name"] for f in objects["flows"] if f["name"] == b.name] == [b.name]
+    h.assert_nothing_twice()
