@@ -27,12 +27,14 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StringConstraints,
     field_serializer,
+    field_validator,
     model_serializer,
     model_validator,
 )
 
 from migrator import jsontext
 from migrator.translate.cron import CronError, Dialect
+from migrator.translate.cron import parse as parse_cron
 from migrator.translate.cron import translate as translate_cron
 from migrator.translate.dag import find_cycle
 
@@ -148,6 +150,17 @@ class Schedule(_Frozen):
                 return {**value, "cron": translate_cron(value["cron"], Dialect.UNIX, Dialect.QUARTZ)}
             except CronError as exc:
                 raise ValueError(f"cron (read as Unix, 5 fields): {exc.reason}") from None
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _quartz(cls, value: str) -> str:
+        """A cron no platform would take (minute 61, month 13, a sixth week) is refused as the
+        record is read, naming the field, not submitted to fire at times nobody wrote."""
+        try:
+            parse_cron(value, Dialect.QUARTZ)
+        except CronError as exc:
+            raise ValueError(exc.reason) from None
         return value
 
     @model_validator(mode="after")

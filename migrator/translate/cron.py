@@ -28,6 +28,7 @@ never a silent approximation.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -137,6 +138,10 @@ def _renumber_days(cron: str, value: str, frm: Dialect, to: Dialect) -> str:
         if suffix:
             if step is not None or "-" in base:
                 raise CronError(cron, f"day-of-week item {item!r} mixes a range or step with {suffix[0]}")
+            if suffix.startswith("#") and not 1 <= int(suffix[1:]) <= 5:
+                raise CronError(cron, f"day of week: a month has no week {suffix[1:]}")
+            if not lo <= int(base) <= hi:
+                raise CronError(cron, f"day of week {int(base)} is out of range {lo}-{hi}")
             special.append(f"{_dialect_day(_quartz_day(int(base), frm), to)}{suffix}")
             continue
         if base == "*":
@@ -201,8 +206,50 @@ class Cron:
         return f"{self.minutes} {self.hours} {dom} {self.month} {dow}"
 
 
+#: Each field but the day of week (checked as it is renumbered): its name and its range.
+_RANGES = (
+    ("seconds", 0, 59),
+    ("minutes", 0, 59),
+    ("hours", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+)
+_PLAIN = re.compile(r"(?P<base>\*|\d+(?:-\d+)?)(?:/(?P<step>\d+))?")
+#: Quartz's own day-of-month forms: the last day, the last weekday, n days before the last, the
+#: weekday nearest day n.
+_LAST_OR_NEAREST = re.compile(r"L|LW|L-(?P<before>\d+)|(?P<day>\d+)W")
+
+
+def _check(cron: str, name: str, value: str, lo: int, hi: int) -> None:
+    """Every item of field ``name`` is cron syntax within ``lo``-``hi``: a platform would refuse
+    the cron, or fire at times nobody wrote, so it is refused here naming the field."""
+    if value == "*" or (value == "?" and name == "day of month"):
+        return
+    for item in value.split(","):
+        special = _LAST_OR_NEAREST.fullmatch(item) if name == "day of month" else None
+        if special is not None:
+            if special["before"] is not None and int(special["before"]) > 30:
+                raise CronError(cron, f"day of month {item!r} counts back more than 30 days")
+            if special["day"] is not None and not 1 <= int(special["day"]) <= 31:
+                raise CronError(cron, f"day of month {special['day']} is out of range 1-31")
+            continue
+        match = _PLAIN.fullmatch(item)
+        if match is None:
+            raise CronError(cron, f"{name} item {item!r} is not cron syntax")
+        for v in [] if match["base"] == "*" else match["base"].split("-"):
+            if not lo <= int(v) <= hi:
+                raise CronError(cron, f"{name} {int(v)} is out of range {lo}-{hi}")
+        if match["step"] is not None and int(match["step"]) == 0:
+            raise CronError(cron, f"{name} item {item!r} steps by 0")
+
+
+@functools.lru_cache(maxsize=4096)
 def parse(cron: str, dialect: Dialect = Dialect.QUARTZ) -> Cron:
-    """Read ``cron`` written in ``dialect`` into canonical form."""
+    """Read ``cron`` written in ``dialect`` into canonical form, each field's items checked.
+
+    Remembered (a :class:`Cron` is frozen): every inventory record's cron is checked as it is
+    read and again as it is rendered, and an inventory repeats a few hundred crons at most.
+    """
     fields = cron.split()
     width = {
         Dialect.QUARTZ: (6, 7),
@@ -242,8 +289,12 @@ def parse(cron: str, dialect: Dialect = Dialect.QUARTZ) -> Cron:
         raise CronError(cron, "restricts both the day of month and the day of week (Quartz needs ? in one)")
     if fields[3] == "?" and fields[5] == "?":
         raise CronError(cron, "leaves both day fields unspecified (?)")
+    for (name, lo, hi), value in zip(_RANGES, fields[:5], strict=True):
+        _check(cron, name, value, lo, hi)
+    year = fields[6] if len(fields) == 7 else "*"
+    _check(cron, "year", year, 1970, 2099)
     seconds, minutes, hours, dom, month, dow = fields[:6]
-    return Cron(seconds, minutes, hours, dom, month, dow, fields[6] if len(fields) == 7 else "*")
+    return Cron(seconds, minutes, hours, dom, month, dow, year)
 
 
 def translate(cron: str, frm: Dialect, to: Dialect) -> str:

@@ -8,8 +8,10 @@ below only adapt Quartz's numbering (1 = Sunday) and ``?`` to it, field by field
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from croniter import croniter
@@ -229,3 +231,50 @@ def test_an_inventory_unix_cron_is_held_as_the_quartz_cron_of_the_same_instants(
     assert evaluate(held.schedule.cron, Dialect.QUARTZ) == evaluate("30 2 * * 1-5", Dialect.UNIX)
     with pytest.raises(ValueError, match="Unix cron fires on either of"):
         Workflow.model_validate({**record, "schedule": {"cron": "30 2 1 * 1"}})
+
+
+@pytest.mark.parametrize(
+    ("cron", "reason"),
+    [
+        ("0 61 25 * * ?", "minutes 61 is out of range 0-59"),
+        ("0 0 24 * * ?", "hours 24 is out of range 0-23"),
+        ("60 0 9 * * ?", "seconds 60 is out of range 0-59"),
+        ("0 foo bar * * ?", "minutes item 'foo' is not cron syntax"),
+        ("0 0 0 32 * ?", "day of month 32 is out of range 1-31"),
+        ("0 0 0 1 13 ?", "month 13 is out of range 1-12"),
+        ("0 0 9 32W * ?", "day of month 32 is out of range 1-31"),
+        ("0 0 9 L-31 * ?", "day of month 'L-31' counts back more than 30 days"),
+        ("0 0 9 ? * MON#6", "day of week: a month has no week 6"),
+        ("0 0 9 ? * 8L", "day of week 8 is out of range 1-7"),
+        ("0 */0 9 * * ?", "minutes item '*/0' steps by 0"),
+        ("? 0 9 * * ?", "seconds item '?' is not cron syntax"),
+        ("0 0 9 * * ? 1969", "year 1969 is out of range 1970-2099"),
+    ],
+)
+def test_a_field_out_of_its_range_is_refused_naming_the_field(cron: str, reason: str) -> None:
+    """Each of these was taken as written and submitted: the target refuses it, or fires at
+    times nobody wrote."""
+    with pytest.raises(CronError) as caught:
+        parse(cron)
+    assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "cron",
+    ["0 0 9 L * ?", "0 0 9 LW * ?", "0 0 9 L-3 * ?", "0 0 9 15W * ?", "0 0/15 22-2 * * ?",
+     "0 0 9 ? JAN-MAR 2#3", "0 0 9 * * ? 2030", "0 0 9 ? * 6L"],
+)  # fmt: skip
+def test_quartz_forms_in_range_are_read(cron: str) -> None:
+    assert parse(cron).render(Dialect.QUARTZ)
+
+
+def test_an_inventory_record_with_a_cron_out_of_range_is_invalid_naming_the_field(tmp_path: Path) -> None:
+    from migrator.inventory import read
+
+    path = tmp_path / "inv.jsonl"
+    good = {"name": "ok", "tasks": [{"name": "t"}], "schedule": {"cron": "0 40 5 3 * ?"}}
+    bad = {**good, "name": "bad", "schedule": {"cron": "0 61 25 * * ?"}}
+    path.write_text(f"{json.dumps(good)}\n{json.dumps(bad)}\n")
+    ok, refused = read([path])
+    assert ok.workflow is not None
+    assert refused.error == f"{path}:2: workflow 'bad': schedule.cron: minutes 61 is out of range 0-59"
