@@ -10,6 +10,7 @@ resolved at load time into :class:`pydantic.SecretStr` so they cannot leak throu
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass
@@ -213,6 +214,16 @@ def _read_toml(path: Path) -> dict[str, object]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
+def _only(path: Path, where: str, table: dict[str, object], known: tuple[str, ...]) -> None:
+    """Refuse keys a table does not have: a misspelt ``[state] pth`` or ``[job] nmae`` must not
+    fall back to a default (checkpoints in another database, a job under another name)."""
+    for key in table:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else f"known: {', '.join(known)}"
+            raise ConfigError(f"{path}: {where}{key} is not a known key ({hint})")
+
+
 def _explain(path: Path, exc: ValidationError) -> ConfigError:
     lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
     return ConfigError(f"{path}: " + "; ".join(lines))
@@ -239,6 +250,7 @@ def load_config(path: Path | None) -> Config:
     if path is None:
         return default_config()
     raw = _read_toml(path)
+    _only(path, "", raw, ("providers", "state"))
     base = path.parent
     providers: dict[str, object] = {}
     raw_providers = raw.get("providers", {})
@@ -253,6 +265,7 @@ def load_config(path: Path | None) -> Config:
         creds = entry.pop("credentials", {})
         if not isinstance(creds, dict):
             raise ConfigError(f"{path}: providers.{name}.credentials must be a table")
+        _only(path, f"providers.{name}.credentials.", creds, ("access_key_id", "access_key_secret"))
         if not entry.get("sandbox"):
             creds.setdefault("access_key_id", "$ALIBABA_CLOUD_ACCESS_KEY_ID")
             creds.setdefault("access_key_secret", "$ALIBABA_CLOUD_ACCESS_KEY_SECRET")
@@ -260,7 +273,12 @@ def load_config(path: Path | None) -> Config:
                 entry[field] = _resolve_env(path, f"providers.{name}.credentials.{field}", creds.get(field))
         providers[name] = entry
     state = raw.get("state", {})
-    state_path = state.get("path") if isinstance(state, dict) else None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: [state] must be a table")
+    _only(path, "state.", state, ("path",))
+    state_path = state.get("path")
+    if state_path is not None and not isinstance(state_path, str):
+        raise ConfigError(f"{path}: state.path must be a file path (a string)")
     try:
         return Config.model_validate(
             {
@@ -286,9 +304,11 @@ def load_job(path: Path, config: Config | None = None) -> JobConfig:
     """Read and check a job file; with ``config``, ``[target.kinds]`` is checked against the types
     of the target's kind (without, against the kind its name gives, or every target's types)."""
     raw = _read_toml(path)
+    _only(path, "", raw, ("job", "source", "target"))
     job = raw.get("job", {})
     if not isinstance(job, dict):
         raise ConfigError(f"{path}: [job] must be a table")
+    _only(path, "job.", job, ("name", "mode"))
     target = raw.get("target", {})
     kinds = target.get("kinds") if isinstance(target, dict) else None
     if isinstance(target, dict) and isinstance(kinds, dict):

@@ -50,6 +50,44 @@ def test_bad_fields_are_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('[stat]\npath = "s.db"\n', "stat is not a known key (did you mean 'state'?)"),
+        ('[state]\npth = "s.db"\n', "state.pth is not a known key (did you mean 'path'?)"),
+        ("[state]\npath = 5\n", "state.path must be a file path (a string)"),
+        (
+            '[providers.dw]\nkind = "dataworks"\n[providers.dw.credentials]\naccesskey_secret = "$SK"\n',
+            "providers.dw.credentials.accesskey_secret is not a known key "
+            "(did you mean 'access_key_secret'?)",
+        ),
+    ],
+)
+def test_a_misspelt_config_key_is_refused_not_taken_as_its_default(
+    tmp_path: Path, text: str, error: str
+) -> None:
+    """A misspelt [state] put checkpoints in a database nobody configured; a misspelt credential
+    used the default environment variable, another account."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path / "c.toml", text))
+    assert str(caught.value) == f"{tmp_path / 'c.toml'}: {error}"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('[job]\nnmae = "x"\n', "job.nmae is not a known key (did you mean 'name'?)"),
+        ('[job]\nmdoe = "sync"\n', "job.mdoe is not a known key (did you mean 'mode'?)"),
+        ("[mappings]\n", "mappings is not a known key (known: job, source, target)"),
+    ],
+)
+def test_a_misspelt_job_key_is_refused(tmp_path: Path, text: str, error: str) -> None:
+    body = '[source]\npaths = ["a.jsonl"]\n[target]\nprovider = "dataworks"\n'
+    with pytest.raises(ConfigError) as caught:
+        load_job(write(tmp_path / "j.toml", text + body))
+    assert str(caught.value) == f"{tmp_path / 'j.toml'}: {error}"
+
+
+@pytest.mark.parametrize(
     ("source", "error"),
     [
         ('kind = "inventory"\npaths = ["a.jsonl"]', None),
