@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import ijson
+import structlog
 from pydantic import ValidationError
 
 from migrator.model import Workflow
+
+log = structlog.get_logger(__name__)
 
 LINE_SUFFIXES = (".jsonl", ".ndjson")
 SUFFIXES = (*LINE_SUFFIXES, ".json")
@@ -208,7 +211,20 @@ def _record(raw: bytes, origin: str, place: Place | None) -> Entry:
 
 
 def entries(path: Path, *, offset: int = 0, line: int = 0) -> Iterator[Entry]:
-    """Every inventory record of a file, streamed (``offset`` and ``line`` as for :func:`documents`)."""
+    """Every inventory record of a file, streamed (``offset`` and ``line`` as for :func:`documents`).
+
+    A file read from its start that holds no record at all is logged as a warning: an export
+    that came out empty would otherwise pass for a source with nothing to migrate.
+    """
+    empty = True
+    for found in _entries(path, offset, line):
+        empty = False
+        yield found
+    if empty and offset == 0:
+        log.warning("inventory file holds no records", file=str(path))
+
+
+def _entries(path: Path, offset: int, line: int) -> Iterator[Entry]:
     if path.suffix not in LINE_SUFFIXES:
         yield from map(entry, documents(path, offset=offset, line=line))
         return

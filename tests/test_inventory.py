@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from migrator.inventory import documents, entries, entry, entry_at, read
 
 GOOD = {"name": "ok", "tasks": [{"name": "a"}]}
@@ -93,6 +95,23 @@ def test_a_json_array_parsers_message_is_its_first_line_decoded_never_the_quoted
         f"{path}[0]: malformed JSON before its first record: lexical error: invalid bytes in UTF8 string.; "
         "the rest of this file was not read"
     )
+
+
+def test_a_file_with_no_record_is_a_warning_naming_it(tmp_path: Path) -> None:
+    """An export that came out empty must not pass for a source with nothing to migrate."""
+    (tmp_path / "a.jsonl").write_text("\n  \n")
+    (tmp_path / "b.json").write_text("[]")
+    (tmp_path / "c.jsonl").write_text(json.dumps(GOOD) + "\n")
+    with capture_logs() as logs:
+        found = list(read([tmp_path]))
+    assert [e.name for e in found] == ["ok"]
+    assert [(e["event"], e["log_level"], e["file"]) for e in logs] == [
+        ("inventory file holds no records", "warning", str(tmp_path / "a.jsonl")),
+        ("inventory file holds no records", "warning", str(tmp_path / "b.json")),
+    ]
+    with capture_logs() as logs:  # read on from a place past the start: nothing new is no news
+        assert list(entries(tmp_path / "c.jsonl", offset=len(json.dumps(GOOD)) + 1, line=1)) == []
+    assert logs == []
 
 
 def test_directory_and_missing_file(tmp_path: Path) -> None:
