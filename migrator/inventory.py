@@ -59,7 +59,11 @@ class Entry:
 def explain(exc: ValidationError) -> str:
     """A short, specific, secret-free account of what is wrong with a record."""
     parts = []
-    for err in exc.errors(include_input=False, include_url=False):
+    errors = exc.errors(include_input=False, include_url=False)
+    inside = {err["loc"][:i] for err in errors for i in range(len(err["loc"]))}
+    for err in errors:
+        if err["type"] == "too_short" and err["loc"] in inside:
+            continue  # "tasks: at least 1 item" only because its one task is refused: said below
         msg = str(err["msg"]).removeprefix("Value error, ")
         loc = ".".join(str(p) for p in err["loc"])
         parts.append(f"{loc}: {msg}" if loc else msg)

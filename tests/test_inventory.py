@@ -114,6 +114,16 @@ def test_a_file_with_no_record_is_a_warning_naming_it(tmp_path: Path) -> None:
     assert logs == []
 
 
+def test_a_refused_task_is_the_reason_given_not_also_an_empty_task_list(tmp_path: Path) -> None:
+    path = tmp_path / "inv.jsonl"
+    path.write_text(json.dumps({"name": "w", "tasks": [{"name": "t", "max_retries": "three"}]}) + "\n")
+    (only,) = read([path])
+    assert only.error == (
+        f"{path}:1: workflow 'w': tasks.0.max_retries: "
+        "Input should be a valid integer, unable to parse string as an integer"
+    )
+
+
 def test_directory_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "b.jsonl").write_text(json.dumps({**GOOD, "name": "b"}) + "\n")
     (tmp_path / "a.jsonl").write_text(json.dumps({**GOOD, "name": "a"}) + "\n")
