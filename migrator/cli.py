@@ -184,9 +184,7 @@ def run(
         job = load_job(job_file, config)
         if prune and job.mode != "sync":
             raise ConfigError(f'{job_file}: --prune needs mode = "sync" in [job] (it is {job.mode!r})')
-        target = config.provider(job.target.provider)
-        for secret in (target.access_key_id, target.access_key_secret):
-            logsetup.register_secret(secret.get_secret_value() if secret else None)
+        config.provider(job.target.provider)  # configured, or the error names it
     except MigratorError as exc:
         sys.exit(_fail(exc))
     state = _state(config, state_path)

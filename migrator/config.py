@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from migrator.errors import ConfigError
+from migrator.log import register_secret
 from migrator.model import TaskKind
 from migrator.providers.registry import KINDS
 from migrator.sandbox.faults import Faults
@@ -238,6 +239,9 @@ def _resolve_env(path: Path, field: str, value: object) -> SecretStr | None:
     name = value[1:]
     if name not in os.environ:
         raise ConfigError(f"{path}: {field} refers to environment variable {name}, which is not set")
+    # Every credential is masked in log lines from the moment it is loaded, whichever provider
+    # and command it serves (a live source's as much as the target's).
+    register_secret(os.environ[name])
     return SecretStr(os.environ[name])
 
 

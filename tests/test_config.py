@@ -8,6 +8,7 @@ import pytest
 
 from migrator.config import Config, ProviderConfig, load_config, load_job
 from migrator.errors import ConfigError
+from migrator.log import scrub
 from migrator.model import TaskKind
 
 
@@ -32,6 +33,8 @@ def test_credentials_come_from_the_environment(tmp_path: Path, monkeypatch: pyte
     assert loaded.access_key_secret is not None
     assert loaded.access_key_secret.get_secret_value() == "very-secret"
     assert "very-secret" not in repr(loaded)
+    # masked in log lines from the moment it is loaded, whatever the provider serves (a source)
+    assert scrub("signature for very-secret refused") == "signature for *** refused"
     literal = write(
         tmp_path / "l.toml",
         '[providers.dw]\nkind = "dataworks"\n[providers.dw.credentials]\n'

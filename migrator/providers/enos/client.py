@@ -33,6 +33,7 @@ from migrator.config import ProviderConfig, TargetConfig
 from migrator.engine.flow import Flow
 from migrator.errors import Action, ConfigError, ProviderError
 from migrator.inventory import Entry
+from migrator.log import register_secret
 from migrator.model import Workflow
 from migrator.providers.base import Found, Parts, Polled, Rendered, Submitted, UpstreamTarget
 from migrator.providers.enos.read import EnosDocumentError, workflow_from_enos
@@ -184,6 +185,7 @@ class ApimClient:
             )
         data = answer.get("data") or {}
         self._token = str(data["accessToken"])
+        register_secret(self._token)  # a bearer credential: masked in every log line from now on
         lifetime = float(data.get("expire") or 0)
         # Renew a minute early (a tenth of the lifetime for short-lived tokens), so that calls in
         # flight do not meet an expired token; one that still does gets 1203 and is sent again.

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from migrator.auth import apim
 from migrator.config import ProviderConfig
 from migrator.errors import Action, ProviderError
+from migrator.log import scrub
 from migrator.providers.enos.client import ApimClient
 
 TOKEN = re.compile(r"^http://enos\.test/apim-token-service/v2\.0/token/(get|refresh)$")
@@ -98,3 +99,12 @@ async def test_a_refused_refresh_falls_back_to_a_new_token_and_errors_carry_the_
         api = sent(mocked, "/flows")
     assert (err.value.code, err.value.action) == ("62102", Action.FAIL)
     assert [c.kwargs["headers"][apim.TOKEN_HEADER] for c in api] == ["T1", "T3"]
+
+
+async def test_the_access_token_is_masked_in_log_lines_once_it_is_issued(client: ApimClient) -> None:
+    """A bearer token is a credential: an error or a debug line quoting it must not show it."""
+    with aioresponses() as mocked:
+        mocked.post(TOKEN, payload=token("tok-4f9a2b7c"))
+        mocked.get(API, payload={"code": 0, "msg": "OK", "data": []})
+        await client.call("flows", "getMyFlow")
+    assert scrub("refused token tok-4f9a2b7c") == "refused token ***"
