@@ -185,7 +185,7 @@ def test_a_daily_cap_parks_the_run_until_the_reset_then_the_next_runs_finish(mak
 
 #: The daily cap that stops one workflow's submit after a part is made: EMR after its first
 #: job (categories and look-ups count), EnOS between the import and switching the flow on.
-PART_WAY = {"emr": 17, "enos": 6}
+PART_WAY = {"emr": 17, "enos": 7}
 
 
 @pytest.mark.parametrize("kind", sorted(PART_WAY))

@@ -184,10 +184,14 @@ async def test_rows_left_submitting_are_reconciled_before_anything_is_sent(
     assert any("an update was under way" in (d or "") for d in details)
 
 
-def test_an_enos_workflow_whose_name_another_has_fails_and_takes_over_no_flow(tmp_path: Path) -> None:
+@pytest.mark.parametrize("faults", ["", "server_error = 0.5"], ids=["answered", "unanswered"])
+def test_an_enos_workflow_whose_name_another_has_fails_and_takes_over_no_flow(
+    tmp_path: Path, faults: str
+) -> None:
     """EnOS names flows uniquely per owner and the client finds flows by name. Two workflows of
-    one name (other folders, other keys): the second must fail with the target's reason, not
-    adopt the first one's flow and end ``done`` with its id, one of them silently lost."""
+    one name (other folders, other keys): the second must fail saying so, not adopt the first
+    one's flow and end ``done`` with its id, one of them silently lost; also when its import is
+    left unanswered (a 5xx), which the client settles by looking the name up."""
     base = next(generate(1, seed=41)).to_record()
     first = Workflow.model_validate(dict(base, folder="team_a", source={"system": "inventory"}, upstream=[]))
     second = Workflow.model_validate(
@@ -200,14 +204,18 @@ def test_an_enos_workflow_whose_name_another_has_fails_and_takes_over_no_flow(tm
         )
     )
     assert first.key != second.key
-    h = Harness(tmp_path, "enos", [first, second], "", concurrency=1)
+    h = Harness(tmp_path, "enos", [first], "max_attempts = 20\nretry_budget = 100000", concurrency=1)
     h.write("")
+    assert h.run().returncode == 0
+    write_jsonl(tmp_path / "inv.jsonl", [first, second])
+    h.write(faults)
     result = h.run()
     assert result.returncode == 1, result.stderr[-3000:]
-    rows = dict(h.rows("SELECT key, state FROM items"))
-    assert sorted(rows.values()) == ["done", "failed"], rows
-    failed = h.rows("SELECT error_message, target_id FROM items WHERE state = 'failed'")
-    assert "same name already exists" in failed[0][0]
-    assert failed[0][1] is None
-    objects, _ = h.sandbox()
+    assert dict(h.rows("SELECT key, state FROM items")) == {first.key: "done", second.key: "failed"}
+    (failed,) = h.rows("SELECT error_code, error_message, target_id FROM items WHERE state = 'failed'")
+    assert failed[0] == "DuplicateName"
+    assert f"a flow named {first.name!r} already exists at the target" in failed[1]
+    assert failed[2] is None
+    objects, calls = h.sandbox()
     assert [f["flowName"] for f in objects["flows"]] == [first.name]
+    assert calls["flows.import"] == {"0": 1}, "the second workflow's import is never sent"

@@ -18,6 +18,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,7 @@ class Enos:
         self._dirs: dict[str, dict[str, Any]] = {}  # path -> its node in the directory tree
         self._dir_locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
         self._tree: list[dict[str, Any]] | None = None
+        self._naming: dict[str, anyio.Lock] = {}  # flow name -> held while one import of it is decided
 
     async def _call(
         self, resource: str, action: str, *, find: Callable[[], Awaitable[Any]] | None = None, **kw: Any
@@ -289,22 +291,33 @@ class Enos:
     async def _import(self, plan: FlowPlan, parts: Parts) -> str:
         """Import the flow, or adopt the one an earlier attempt's unanswered import made.
 
-        A flow is looked up by name only when this item began an import it has no answer for:
-        names are unique per owner, so a flow of this name that no attempt of this item made
-        belongs to another workflow (or to someone else), and the import is refused with the
-        target's own reason rather than that flow being taken over. An adopted flow may hold an
-        earlier rendering: it is brought in line with this one.
+        Names are unique per owner and an unanswered import is settled by looking its name up,
+        so the name is looked up first: a flow of this name that no attempt of this item began
+        belongs to another workflow (or to someone else) and the item fails saying so, where
+        adopting it lost one of the two workflows without a word. One import per name is decided
+        at a time, so two workflows of one name in flight cannot take each other's flow either.
+        An adopted flow may hold an earlier rendering: it is brought in line with this one.
         """
-        known = parts.get("flow")
-        if known is not None and known.state is State.SUBMITTING:
+        async with self._one_import_of(plan.name):
             found = await self.find(plan.name)
-            if found:
-                await parts.done("flow", found)
-                return await self._update(found, plan, parts)
+            if not found:
+                return await self._import_new(plan, parts)
+            known = parts.get("flow")
+            if known is None or known.state is not State.SUBMITTING:
+                raise ProviderError(
+                    "DuplicateName",
+                    f"a flow named {plan.name!r} already exists at the target (flow {found}), made by "
+                    "another workflow of this name or outside this job; it is not taken over",
+                    action=Action.FAIL,
+                )
+            await parts.done("flow", found)
+        return await self._update(found, plan, parts)  # outside the lock: it may import again
+
+    async def _import_new(self, plan: FlowPlan, parts: Parts) -> str:
         dir_id = await self.directory(plan.folder)
         await parts.begin("flow")
 
-        async def adopt() -> dict[str, Any] | None:  # did an unanswered import create it?
+        async def adopt() -> dict[str, Any] | None:  # did the unanswered import create it?
             found = await self.find(plan.name)
             return None if found is None else {"flowId": found}
 
@@ -314,6 +327,17 @@ class Enos:
         flow_id = str(data["flowId"])
         await parts.done("flow", flow_id)
         return flow_id
+
+    @asynccontextmanager
+    async def _one_import_of(self, name: str) -> AsyncIterator[None]:
+        """Hold ``name``'s lock; dropped when no one waits, so names do not pile up over a run."""
+        lock = self._naming.setdefault(name, anyio.Lock())
+        async with lock:
+            try:
+                yield
+            finally:
+                if not lock.statistics().tasks_waiting:
+                    del self._naming[name]
 
     async def _update(self, flow_id: str, plan: FlowPlan, parts: Parts) -> str:
         """``save`` in place where it can express the change, else replace the flow.
