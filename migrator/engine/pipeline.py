@@ -621,17 +621,23 @@ class Pipeline:
                 if self.job.mode == "sync" and row is not None and workflow is not None and not waiting
                 else None
             )
+            # A sync reads a landed workflow's record again: refused now (edited badly, or a check
+            # this release added), it is reported, not passed over as if it were unchanged.
+            refused_now = (
+                self.job.mode == "sync" and workflow is None and row is not None and row.state in LANDED
+            )
             if compared is not None:
                 changes += compared.changes
                 if compared.settled is not None:
                     self.observer.settled(compared.settled, earlier=True)  # no work this run
                     continue
-            elif row is not None and (row.state in SETTLED_OR_IN_FLIGHT or waiting):
+            elif row is not None and (row.state in SETTLED_OR_IN_FLIGHT or waiting) and not refused_now:
                 changes.append(Seen(entry.key, entry.origin, offset))
                 if row.state in TERMINAL:
                     self.observer.settled(row.state, earlier=True)
                 continue
             if workflow is None:
+                kept = "; the target keeps the version last submitted" if refused_now else ""
                 changes.append(
                     Record(
                         entry.key,
@@ -640,7 +646,7 @@ class Pipeline:
                         target,
                         State.INVALID,
                         error_code="InvalidInput",
-                        error_message=entry.error,
+                        error_message=f"{entry.error}{kept}",
                         offset=offset,
                     )
                 )

@@ -317,10 +317,14 @@ def test_the_example_nightly_jobs_sync_and_a_second_night_costs_no_call(tmp_path
     assert left <= {"skipped"}
 
 
-def test_a_prune_stopped_part_way_leaves_a_workflow_that_comes_back_to_be_made_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("changed", [False, True], ids=["unchanged", "changed"])
+def test_a_prune_stopped_part_way_leaves_a_workflow_that_comes_back_to_be_made_again(
+    tmp_path: Path, changed: bool
+) -> None:
     """EMR deletes a flow, then its jobs: a quota that runs out between the two leaves the flow
-    gone and the item orphaned. When the workflow comes back to the source unchanged, it must be
-    made again at the target, not skipped as "unchanged since last submitted"."""
+    gone, the jobs there and the item orphaned. When the workflow comes back to the source, it
+    must be made again at the target, not skipped as "unchanged since last submitted"; and
+    changed, the jobs left there must carry the change, not be taken as they are."""
     a, b = [w for w in generate(30, seed=41) if not w.upstream][:2]
     h = Harness(tmp_path, "emr", [a, b], "park_after = 1")
     inv = tmp_path / "inv.jsonl"
@@ -340,11 +344,55 @@ def test_a_prune_stopped_part_way_leaves_a_workflow_that_comes_back_to_be_made_a
     assert objects["jobs"], "and before the jobs"
     assert h.rows("SELECT state FROM items WHERE key = ?", (b.key,)) == [("orphaned",)]
 
-    source([a, b], "")  # b is back, unchanged
+    mark = "EDITED-WHILE-GONE"
+    if changed:
+        record = b.to_record()
+        for task in record["tasks"]:
+            task["content"] += f"\n# {mark}\n"
+        b = Workflow.model_validate(record)
+    source([a, b], "")  # b is back
     assert migrator("retry", "f", "--parked", "--config", h.config).returncode == 0
     back = h.run()
     assert back.returncode == 0, back.stderr[-3000:]
     assert h.rows("SELECT state FROM items WHERE key = ?", (b.key,)) == [("done",)]
     objects, _ = h.sandbox()
     assert [f["name"] for f in objects["flows"] if f["name"] == b.name] == [b.name]
+    jobs = [j for j in objects["jobs"] if j["name"].startswith(f"{b.name}.")]
+    assert len(jobs) == len(b.tasks)
+    assert all((mark in json.dumps(j, ensure_ascii=False)) == changed for j in jobs), "a job kept old content"
+    h.workflows = [a, b]
+    h.assert_nothing_twice()
+
+
+def test_a_landed_workflow_whose_record_is_refused_now_is_reported_and_kept_at_the_target(
+    tmp_path: Path,
+) -> None:
+    """A nightly sync reads a record it took before and now refuses (edited badly, or refused by a
+    check a later release added): the item says why and the run says it, where it was passed over
+    as unchanged; the target keeps the version last submitted; fixed, the record is sent again."""
+    (wf,) = [w for w in generate(5, seed=41) if not w.upstream][:1]
+    h = Harness(tmp_path, "dataworks", [wf], "")
+    inv = tmp_path / "inv.jsonl"
+    h.write("")
+    h.job.write_text(h.job.read_text().replace("[job]\n", '[job]\nmode = "sync"\n'))
+    assert h.run().returncode == 0
+    record = wf.to_record()
+    inv.write_text(json.dumps({**record, "schedule": {**record["schedule"], "cron": "0 61 1 * * ?"}}) + "\n")
+    refused = h.run()
+    assert refused.returncode == 1, refused.stderr[-3000:]
+    ((state, message, target_id),) = h.rows("SELECT state, error_message, target_id FROM items")
+    assert state == "invalid"
+    assert message == (
+        f"{inv}:1: workflow {wf.name!r}: schedule.cron: minutes 61 is out of range 0-59; "
+        "the target keeps the version last submitted"
+    )
+    assert target_id is not None
+    objects, _ = h.sandbox()
+    assert [d["name"] for d in objects["workflow_definitions"]] == [wf.name]
+    changed = {**record, "description": "fixed"}
+    inv.write_text(json.dumps(changed) + "\n")
+    fixed = h.run()
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert h.rows("SELECT state, target_id FROM items") == [("done", target_id)]
+    h.workflows = [Workflow.model_validate(changed)]
     h.assert_nothing_twice()

@@ -129,7 +129,13 @@ class Emr:
                 job_ids[job.task] = made
                 continue
             job_ids[job.task] = await self._ensure(
-                parts, job.part, find_job, create, digest, again=made is not None
+                parts,
+                job.part,
+                find_job,
+                create,
+                digest,
+                partial(self._modify_job, job),
+                again=made is not None,
             )
         graph = plan.graph(job_ids)
         digest = _digest(plan.query, plan.form, graph, plan.scheduled)
@@ -145,6 +151,7 @@ class Emr:
                 find_flow,
                 lambda: self._create_flow(plan, flow_folder, graph, find_flow),
                 digest,
+                modify,
                 again=flow_id is not None,
             )
         # Also after an update: a submit resumed with its flow made may have stopped before the
@@ -228,17 +235,23 @@ class Emr:
         find: Finder | None,
         create: Callable[[], Awaitable[str]],
         digest: str | None = None,
+        modify: Callable[[str], Awaitable[bool]] | None = None,
         *,
         again: bool = False,
     ) -> str:
         """Create ``part`` (with content ``digest``) unless it exists; a part left mid-call is looked
-        up before it is created again. ``again``: the store's part is gone at the target."""
+        up before it is created again. ``again``: the store's part is gone at the target.
+
+        A part found by name was made from an earlier rendering (a create killed before its
+        answer was recorded, a delete that --prune began): ``modify`` brings it in line with this
+        one before it is taken, since the source may have changed meanwhile.
+        """
         known = parts.get(part)
         if known is not None and known.state is State.DONE and known.target_id and not again:
             return known.target_id
         if known is not None and known.state is State.SUBMITTING and find is not None:
             found = await find()
-            if found:
+            if found and (modify is None or await modify(found)):
                 await parts.done(part, found, digest)
                 return found
         await parts.begin(part)
