@@ -126,15 +126,41 @@ class Gate:
             return ref if ref in self._held else names.get(ref)
 
         edges = [(k, up) for k, p in self._held.items() for ref in p.waits_on if (up := held_key(ref))]
+        free = _releasable(self._held, edges)
         outside: list[Held] = []
         cyclic: list[tuple[Held, list[str]]] = []
         for key, held in list(self._held.items()):
-            if any(held_key(ref) for ref in held.waits_on):
+            if key not in free:  # on a cycle, or waiting on one: never released
                 others = [k for k in self._held if k != key]
                 cyclic.append((held, find_cycle([key, *others], edges)))
                 continue
+            if any(held_key(ref) for ref in held.waits_on):
+                continue  # waits on a held workflow that is released in its turn
             found = await self._lookup(held.waits_on)
             if all(item is None for item in found.values()):
                 self._external.update(held.waits_on)
                 outside.append(held)
         return outside, cyclic
+
+
+def _releasable(held: Mapping[str, Held], edges: Iterable[tuple[str, str]]) -> set[str]:
+    """The held workflows not on a cycle of held workflows nor waiting on one (Kahn's order).
+
+    A workflow that waits on a held one is not part of a cycle for that alone: its upstream may
+    itself wait on a workflow outside the job, and be released at this stalemate.
+    """
+    waiting = dict.fromkeys(held, 0)
+    downstream: dict[str, list[str]] = {k: [] for k in held}
+    for down, up in edges:
+        waiting[down] += 1
+        downstream[up].append(down)
+    ready = [k for k, n in waiting.items() if n == 0]
+    free: set[str] = set()
+    while ready:
+        key = ready.pop()
+        free.add(key)
+        for down in downstream[key]:
+            waiting[down] -= 1
+            if waiting[down] == 0:
+                ready.append(down)
+    return free

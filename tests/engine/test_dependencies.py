@@ -140,6 +140,9 @@ async def test_cycles_external_references_and_broken_upstreams(
         wf("z", ("t:x",)),
         wf("after_cycle", ("t:x",)),
         wf("outside", ("t:not_in_this_job",)),
+        # waits on a workflow that waits outside the job: a chain, not a cycle
+        wf("behind_outside", ("t:outside_too",)),
+        wf("outside_too", ("t:not_in_this_job_either",)),
         {"name": "broken", "source": {"system": "t", "id": "broken"}, "tasks": []},
         wf("behind_broken", ("t:broken",)),
     ]
@@ -150,6 +153,8 @@ async def test_cycles_external_references_and_broken_upstreams(
         assert (found[key].state, found[key].error_code) == (State.INVALID, "DependencyCycle"), key
     assert "t:x -> t:y -> t:z -> t:x" in (found["t:x"].error_message or "")
     assert found["t:outside"].state is State.DONE
+    assert found["t:outside_too"].state is State.DONE
+    assert found["t:behind_outside"].state is State.DONE, found["t:behind_outside"].error_message
     warned = await warnings(tmp_path)
     assert any("'t:not_in_this_job'" in w and w.startswith("upstream-workflows") for w in warned["t:outside"])
     assert found["t:broken"].state is State.INVALID
@@ -157,7 +162,12 @@ async def test_cycles_external_references_and_broken_upstreams(
         State.FAILED,
         "UpstreamFailed",
     )
-    assert set(await specs(sandbox)) == {"outside"}
+    stored = await specs(sandbox)
+    assert set(stored) == {"outside", "outside_too", "behind_outside"}
+    deps = {
+        d["nodeId"]: {x["output"] for x in d["depends"]} for d in stored["behind_outside"]["dependencies"]
+    }
+    assert workflow_id("t:outside_too") in deps[node_id("t:behind_outside", "a")]
 
 
 async def test_an_upstream_outside_the_job_is_carried_through_the_upstreams_mapping(
