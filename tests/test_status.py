@@ -90,6 +90,21 @@ async def test_a_young_run_is_measured_since_it_started_and_a_still_one_has_no_e
     assert (still["eta_seconds"], still["eta"]) == (None, "unknown")
 
 
+async def test_a_syncs_skipped_items_cost_no_work_and_are_not_in_its_rate(tmp_path: Path) -> None:
+    """A nightly sync skips what did not change without a call: counted in the rate, the skips
+    made the ETA of the few real updates a fraction of what it is."""
+    clock = Clock(3000.0)
+    async with await Store.open(tmp_path / "s.db", clock=clock) as store:
+        run = await store.start_run(JOB, "sync", "dataworks")
+        await store.apply(JOB, run, [rec(f"k{i}") for i in range(100)])
+        clock.now = 3010.0
+        await store.apply(JOB, run, [Move(f"k{i}", PENDING, State.SKIPPED) for i in range(90)])
+        await store.apply(JOB, run, [Move(f"k{i}", PENDING, State.DONE) for i in range(90, 95)])
+        status = await job_status(store, JOB, now=3020.0)
+    assert status["rate"] == 0.25  # 5 updated in the 20 s the run has been going; 90 skipped
+    assert status["eta_seconds"] == 20.0  # 5 left
+
+
 async def test_after_a_run_status_says_done_or_what_is_left_and_why(tmp_path: Path) -> None:
     gone = await anyio.run_process([sys.executable, "-c", "import os; print(os.getpid())"])
     dead_pid = int(gone.stdout)  # a process that has ended

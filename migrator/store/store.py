@@ -562,7 +562,9 @@ class Store:
         return found
 
     async def settled_since(self, job: str, run_id: int, since: float) -> int:
-        """Items run ``run_id`` moved into a final state at or after ``since`` (for a rate).
+        """Items run ``run_id`` settled by work at or after ``since`` (for a rate): moved into a
+        final state other than ``skipped``, which a sync reaches without a call (the live display
+        leaves those out too, or a nightly sync's ETA came out a fraction of the real one).
 
         The event log is appended in time order, so the first event at or after ``since`` is
         found by bisecting the ids, and only the events after it are read: ``migrator status``
@@ -580,7 +582,7 @@ class Store:
                 high = mid
             else:
                 low = mid + 1
-        final = [s.value for s in TERMINAL]
+        final = [s.value for s in TERMINAL if s is not State.SKIPPED]
         # `+job`: walk the ids from the boundary, not the (job, key) index over every event of the job.
         count = await self._fetchone(
             "SELECT COUNT(*) FROM events WHERE id >= ? AND +job = ? AND run_id = ? AND part IS NULL "
