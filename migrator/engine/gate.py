@@ -65,16 +65,23 @@ class Gate:
     def held(self) -> int:
         return len(self._held)
 
-    async def _lookup(self, refs: Iterable[str]) -> dict[str, Item | None]:
-        """Each reference resolved by item key first, then by a unique workflow name."""
+    async def _lookup(self, refs: Iterable[str]) -> dict[str, Item | list[Item] | None]:
+        """Each reference resolved by item key first, then by workflow name: one item, or the
+        items a name is ambiguous between, or None (in neither the inventory nor the store).
+
+        An orphaned item (gone from the source) does not count against a name the source still
+        has: a workflow given a new source id keeps its name, and its old item stays behind.
+        """
         wanted = list(refs)
         by_key = await self._store.items(self._job, wanted)
         missing = [r for r in wanted if r not in by_key]
         by_name = await self._store.by_name(self._job, missing) if missing else {}
-        found: dict[str, Item | None] = {}
+        found: dict[str, Item | list[Item] | None] = {}
         for ref in wanted:
             named = by_name.get(ref, [])
-            found[ref] = by_key.get(ref) or (named[0] if len(named) == 1 else None)
+            if len(named) > 1:
+                named = [i for i in named if i.state is not State.ORPHANED] or named
+            found[ref] = by_key.get(ref) or (named[0] if len(named) == 1 else named or None)
         return found
 
     async def judge(self, workflow: Workflow) -> Verdict:
@@ -86,6 +93,11 @@ class Gate:
             elif item is None:
                 if ref not in self._external:  # an external reference is rendered without, with a warning
                     waits.add(ref)
+            elif isinstance(item, list):
+                keys = ", ".join(repr(i.key) for i in item)
+                return Verdict(
+                    {}, blocked=f"upstream {ref!r} names {len(item)} workflows ({keys}): refer to one by key"
+                )
             elif item.state in BROKEN:
                 return Verdict({}, blocked=f"upstream workflow {ref!r} is {item.state.value}")
             elif item.state in READY and item.target_id:

@@ -125,8 +125,9 @@ def compare(row: Item, digest: str, legacy: str | None = None) -> Compared | Non
 
     An item at the target as last submitted is ``skipped`` without a call; one whose content
     changed, or that came back after a prune, goes back to ``pending`` and is submitted as an
-    update of what exists; a failed one is tried again only once its source changed (else
-    ``migrator retry`` decides). In-flight items are left to reconciliation and the poller.
+    update of what exists; a failed one is tried again once its source changed, or if it failed
+    behind an upstream (else ``migrator retry`` decides). In-flight items are left to
+    reconciliation and the poller.
     """
     key = row.key
     if legacy is not None and row.state in LANDED and row.target_id and row.submitted_hash == legacy:
@@ -150,6 +151,10 @@ def compare(row: Item, digest: str, legacy: str | None = None) -> Compared | Non
         )
     elif row.state is State.FAILED and row.content_hash != digest:
         why = "changed in the source since it failed: submitted again"
+    elif row.state is State.FAILED and row.error_code == "UpstreamFailed":
+        # Refused for another workflow's sake (broken, or a name two workflows had), which may
+        # be fixed by now: judged again, at no cost while the upstream is still broken.
+        why = "failed behind its upstream: judged again"
     else:
         return None
     return Compared([Move(key, frozenset({row.state}), State.PENDING, {"error_code": None}, detail=why)])

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import anyio
@@ -53,6 +53,7 @@ async def migrate(
     target: TargetConfig | None = None,
     store_class: type[Store] = Store,
     pause_before: str | None = None,
+    mode: Literal["migrate", "sync"] = "migrate",
 ) -> Outcome:
     """Migrate ``records`` into the sandbox; ``pause_before`` names a record the source reads only
     after a pause, so that what came before it is translated and sent first."""
@@ -61,6 +62,7 @@ async def migrate(
     cfg = provider_config(handle, concurrency=4)
     job = JobConfig(
         name=name,
+        mode=mode,
         source=SourceConfig(paths=(inv,)),
         target=target or TargetConfig(provider="dw"),
         path=Path("deps.toml"),
@@ -238,3 +240,45 @@ async def test_a_stopped_run_holds_no_downstream_in_memory(
     assert {s: n for s, n in outcome.counts.items() if n} == {"pending": 6}
     assert held == []
     assert await specs(sandbox) == {}
+
+
+async def test_a_name_two_workflows_have_fails_its_dependant_saying_so_and_an_orphan_does_not_count(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    """A reference by name that two workflows answer was taken as not found: the dependant went
+    ahead with no dependency and a warning that the upstream is outside the job. An orphaned
+    item of that name (the old item of a workflow given a new source id) does not count."""
+    twins = [dict(wf("U"), source={"system": "t", "id": f"u{i}"}) for i in (1, 2)]
+    outcome = await migrate(tmp_path, sandbox, [wf("D", ("U",)), *twins])
+    found = await items(tmp_path)
+    assert outcome.exit_code == 1
+    assert (found["t:D"].state, found["t:D"].error_code) == (State.FAILED, "UpstreamFailed")
+    assert (
+        found["t:D"].error_message == "upstream 'U' names 2 workflows ('t:u1', 't:u2'): refer to one by key"
+    )
+
+    # u1 leaves the source (orphaned by a sync); a new dependant E of "U" resolves to u2.
+    again = await migrate(tmp_path, sandbox, [twins[1]], mode="sync")
+    assert again.exit_code == 0
+    assert (await items(tmp_path))["t:u1"].state is State.ORPHANED
+    last = await migrate(tmp_path, sandbox, [twins[1], wf("E", ("U",))], mode="sync")
+    assert last.exit_code == 0
+    deps = {
+        d["nodeId"]: {x["output"] for x in d["depends"]} for d in (await specs(sandbox))["E"]["dependencies"]
+    }
+    assert deps[node_id("t:E", "a")] == {workflow_id("t:u2")}
+
+
+async def test_a_sync_judges_a_workflow_failed_behind_its_upstream_again(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    """D failed because its upstream U was invalid; the next night U is fixed but D is not
+    changed: D is judged again and lands, where it stayed failed for good."""
+    broken = {"name": "U", "source": {"system": "t", "id": "U"}, "tasks": []}
+    first = await migrate(tmp_path, sandbox, [broken, wf("D", ("t:U",))], mode="sync")
+    assert first.exit_code == 1
+    assert (await items(tmp_path))["t:D"].error_code == "UpstreamFailed"
+    fixed = await migrate(tmp_path, sandbox, [wf("U"), wf("D", ("t:U",))], mode="sync")
+    assert fixed.exit_code == 0
+    assert {k: i.state for k, i in (await items(tmp_path)).items()} == {"t:U": State.DONE, "t:D": State.DONE}
+    assert set(await specs(sandbox)) == {"U", "D"}
