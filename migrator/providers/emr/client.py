@@ -122,20 +122,13 @@ class Emr:
             find_job = self._finder("ListFlowJob", "JobList", "Job", job.name, job_folder)
             create = partial(self._create_job, job, job_folder, find_job)
             digest = _digest(job.query, job.form)
+            modify_job = partial(self._modify_job, job)
             made = _made(parts, job.part) if update else None
-            if made is not None and await self._updated(
-                parts, job.part, made, digest, partial(self._modify_job, job)
-            ):
+            if made is not None and await self._updated(parts, job.part, made, digest, modify_job):
                 job_ids[job.task] = made
                 continue
             job_ids[job.task] = await self._ensure(
-                parts,
-                job.part,
-                find_job,
-                create,
-                digest,
-                partial(self._modify_job, job),
-                again=made is not None,
+                parts, job.part, find_job, create, digest, modify_job, again=made is not None
             )
         graph = plan.graph(job_ids)
         digest = _digest(plan.query, plan.form, graph, plan.scheduled)
