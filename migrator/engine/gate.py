@@ -16,7 +16,7 @@ dependants.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from migrator.inventory import Entry
@@ -60,6 +60,22 @@ class Gate:
         self._mapped = dict(mapped or {})  # [target.mappings] upstreams: outside the job, at the target
         self._held: dict[str, Held] = {}  # by the held item's own key
         self._external: set[str] = set()  # references decided to be outside this job
+        self._run_id: int | None = None
+        self._sync = False
+        self._reading: Callable[[], bool] = lambda: False
+
+    def start(self, run_id: int, *, sync: bool, reading: Callable[[], bool]) -> None:
+        """Judge for run ``run_id``, which reads its source while ``reading()`` is true."""
+        self._run_id, self._sync, self._reading = run_id, sync, reading
+
+    def _unread(self, item: Item) -> bool:
+        """An upstream this run has not read yet, while it still reads: its state is the last
+        run's. A broken one may be fixed in the source (a dependant failed behind it would stay
+        failed); in a sync a landed one may be about to change (a dependant sent before it would
+        name outputs it does not have yet). Either is judged once this run has read it."""
+        if item.seen_run == self._run_id or self._run_id is None or not self._reading():
+            return False
+        return item.state in BROKEN or (self._sync and item.state in READY)
 
     @property
     def held(self) -> int:
@@ -98,6 +114,8 @@ class Gate:
                 return Verdict(
                     {}, blocked=f"upstream {ref!r} names {len(item)} workflows ({keys}): refer to one by key"
                 )
+            elif self._unread(item):
+                waits.add(ref)
             elif item.state in BROKEN:
                 return Verdict({}, blocked=f"upstream workflow {ref!r} is {item.state.value}")
             elif item.state in READY and item.target_id:

@@ -249,6 +249,9 @@ class Pipeline:
 
     async def run(self) -> Outcome:
         self.run_id = await self.store.start_run(self.job.name, self.job.mode, self.job.target.provider)
+        self.gate.start(
+            self.run_id, sync=self.job.mode == "sync", reading=lambda: not self.translated.is_set()
+        )
         log.info("run started", job=self.job.name, run=self.run_id, target=self.cfg.name)
         outcome = "interrupted"
         flow = self.provider.flow

@@ -282,3 +282,35 @@ async def test_a_sync_judges_a_workflow_failed_behind_its_upstream_again(
     assert fixed.exit_code == 0
     assert {k: i.state for k, i in (await items(tmp_path)).items()} == {"t:U": State.DONE, "t:D": State.DONE}
     assert set(await specs(sandbox)) == {"U", "D"}
+
+
+async def test_a_sync_sends_a_dependant_only_once_it_has_read_its_upstream_again(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    """U's task b is renamed c, and D, listed before U, now depends on U.c. Judged on U's state
+    from the last run (done), D was imported before U's update and refused ("no node declares
+    the output"), then stayed failed; and a D behind an upstream invalid last run was failed,
+    though the source had fixed it. D now waits until this run has read U."""
+
+    def d(task: str) -> dict[str, Any]:
+        return {**wf("D"), "upstream": [{"workflow": "t:U", "task": task}]}
+
+    first = await migrate(tmp_path, sandbox, [d("b"), wf("U", tasks=("a", "b"))], mode="sync")
+    assert first.exit_code == 0
+    renamed = await migrate(
+        tmp_path, sandbox, [d("c"), wf("U", tasks=("a", "c"))], mode="sync", pause_before="U"
+    )
+    found = await items(tmp_path)
+    assert renamed.exit_code == 0, {k: (i.state, i.error_message) for k, i in found.items()}
+    deps = {x["output"] for dep in (await specs(sandbox))["D"]["dependencies"] for x in dep["depends"]}
+    assert node_id("t:U", "c") in deps
+
+    broken = {"name": "V", "source": {"system": "t", "id": "V"}, "tasks": []}
+    await migrate(tmp_path, sandbox, [broken], name="fixed", mode="sync")
+    behind = {**wf("E"), "upstream": ["t:V"]}
+    fixed = await migrate(tmp_path, sandbox, [behind, wf("V")], name="fixed", mode="sync", pause_before="V")
+    assert fixed.exit_code == 0
+    assert {k: i.state for k, i in (await items(tmp_path, "fixed")).items()} == {
+        "t:V": State.DONE,
+        "t:E": State.DONE,
+    }
