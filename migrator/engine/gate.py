@@ -75,7 +75,9 @@ class Gate:
         name outputs it does not have yet). Either is judged once this run has read it."""
         if item.seen_run == self._run_id or self._run_id is None or not self._reading():
             return False
-        return item.state in BROKEN or (self._sync and item.state in READY)
+        if self._sync:
+            return item.state in BROKEN or item.state in READY
+        return item.state is State.INVALID  # a migration reads an invalid item again, a failed one not
 
     @property
     def held(self) -> int:
@@ -94,7 +96,8 @@ class Gate:
         by_name = await self._store.by_name(self._job, missing) if missing else {}
         found: dict[str, Item | list[Item] | None] = {}
         for ref in wanted:
-            named = by_name.get(ref, [])
+            # A repeated inventory line is an item of its own (keyed by its origin), not a workflow.
+            named = [i for i in by_name.get(ref, []) if i.error_code != "DuplicateKey"]
             if len(named) > 1:
                 named = [i for i in named if i.state is not State.ORPHANED] or named
             found[ref] = by_key.get(ref) or (named[0] if len(named) == 1 else named or None)
@@ -109,20 +112,24 @@ class Gate:
             elif item is None:
                 if ref not in self._external:  # an external reference is rendered without, with a warning
                     waits.add(ref)
-            elif isinstance(item, list):
-                keys = ", ".join(repr(i.key) for i in item)
-                return Verdict(
-                    {}, blocked=f"upstream {ref!r} names {len(item)} workflows ({keys}): refer to one by key"
-                )
-            elif self._unread(item):
+            elif not isinstance(item, list) and self._unread(item):
                 waits.add(ref)
-            elif item.state in BROKEN:
-                return Verdict({}, blocked=f"upstream workflow {ref!r} is {item.state.value}")
-            elif item.state in READY and item.target_id:
+            elif (why := _blocker(ref, item)) is not None:
+                return Verdict({}, blocked=why)
+            elif not isinstance(item, list) and item.state in READY and item.target_id:
                 targets[ref] = UpstreamTarget(item.key, item.name, item.target_id)
             else:
                 waits.add(ref)
         return Verdict(targets, frozenset(waits))
+
+    async def still_blocked(self, workflow: Workflow) -> bool:
+        """Whether an upstream of ``workflow`` is, as stored, one :meth:`judge` fails it behind:
+        a workflow failed behind its upstream is judged again (and recorded) only once not."""
+        found = await self._lookup(workflow.upstream_workflows())
+        return any(
+            item is not None and ref not in self._mapped and _blocker(ref, item)
+            for ref, item in found.items()
+        )
 
     def hold(self, entry: Entry, row: Item | None, waits_on: Iterable[str]) -> None:
         self._held[entry.key] = Held(entry, row, set(waits_on))
@@ -194,3 +201,15 @@ def _releasable(held: Mapping[str, Held], edges: Iterable[tuple[str, str]]) -> s
             if waiting[down] == 0:
                 ready.append(down)
     return free
+
+
+def _blocker(ref: str, item: Item | list[Item]) -> str | None:
+    """Why a dependant of ``item`` (the workflow ``ref`` names) can never be sent, if so."""
+    if isinstance(item, list):
+        keys = ", ".join(repr(i.key) for i in item)
+        return f"upstream {ref!r} names {len(item)} workflows ({keys}): refer to one by key"
+    if item.state in BROKEN:
+        return f"upstream workflow {ref!r} is {item.state.value}"
+    if item.state is State.ORPHANED and not item.target_id:
+        return f"upstream workflow {ref!r} is gone from the source and was never at the target"
+    return None

@@ -102,6 +102,8 @@ class Compared:
 
     changes: list[Change]
     settled: State | None = None
+    rejudge: bool = False
+    """Failed behind its upstream: sent again only if that upstream no longer blocks it."""
 
 
 def digester(target: TargetConfig) -> Callable[[Workflow], str]:
@@ -153,8 +155,13 @@ def compare(row: Item, digest: str, legacy: str | None = None) -> Compared | Non
         why = "changed in the source since it failed: submitted again"
     elif row.state is State.FAILED and row.error_code == "UpstreamFailed":
         # Refused for another workflow's sake (broken, or a name two workflows had), which may
-        # be fixed by now: judged again, at no cost while the upstream is still broken.
-        why = "failed behind its upstream: judged again"
+        # be fixed by now: judged again (the caller asks the gate first, so as not to record a
+        # pending and a failure each night while the upstream is still broken).
+        fixed = "failed behind its upstream, which no longer blocks it: judged again"
+        return Compared(
+            [Move(key, frozenset({row.state}), State.PENDING, {"error_code": None}, detail=fixed)],
+            rejudge=True,
+        )
     else:
         return None
     return Compared([Move(key, frozenset({row.state}), State.PENDING, {"error_code": None}, detail=why)])
@@ -634,6 +641,10 @@ class Pipeline:
             refused_now = (
                 self.job.mode == "sync" and workflow is None and row is not None and row.state in LANDED
             )
+            if compared is not None and compared.rejudge:
+                assert workflow is not None
+                if await self.gate.still_blocked(workflow):
+                    compared = None  # still behind a broken upstream: no work, nothing recorded
             if compared is not None:
                 changes += compared.changes
                 if compared.settled is not None:

@@ -314,3 +314,42 @@ async def test_a_sync_sends_a_dependant_only_once_it_has_read_its_upstream_again
         "t:V": State.DONE,
         "t:E": State.DONE,
     }
+
+
+async def test_a_repeated_line_does_not_make_its_name_ambiguous(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    """A repeated inventory line is an invalid item keyed by its origin, with the workflow's
+    name: a dependant naming that workflow must still find the one workflow."""
+    outcome = await migrate(tmp_path, sandbox, [wf("U"), wf("U"), wf("D", ("U",))])
+    found = await items(tmp_path)
+    assert outcome.exit_code == 1  # the repeated line
+    assert found["t:D"].state is State.DONE, found["t:D"].error_message
+    assert found["t:U"].state is State.DONE
+
+
+async def test_a_dependant_of_a_broken_upstream_stays_failed_quietly_until_it_is_fixed(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    """Judged again each night, a workflow failed behind its upstream recorded a pending and a
+    failure every night while the upstream stayed broken; and once that upstream left the source
+    without ever landing, it waited as pending for good (exit 3 every night)."""
+    broken = {"name": "U", "source": {"system": "t", "id": "U"}, "tasks": []}
+    first = await migrate(tmp_path, sandbox, [broken, wf("D", ("t:U",))], mode="sync")
+    assert first.exit_code == 1
+
+    async def events() -> int:
+        async with await Store.open(tmp_path / "state.db") as store:
+            return sum(1 for e in await store.events("deps") if e[2] == "t:D")
+
+    before = await events()
+    for _ in range(2):  # still broken; then gone from the source (orphaned, never landed)
+        night = await migrate(tmp_path, sandbox, [broken, wf("D", ("t:U",))], mode="sync")
+        assert night.exit_code == 1
+    for _ in range(2):
+        night = await migrate(tmp_path, sandbox, [wf("D", ("t:U",))], mode="sync")
+        assert night.exit_code == 1
+    found = await items(tmp_path)
+    assert found["t:U"].state is State.ORPHANED
+    assert (found["t:D"].state, found["t:D"].error_code) == (State.FAILED, "UpstreamFailed")
+    assert await events() == before, "nothing recorded while its upstream still blocks it"
