@@ -23,7 +23,7 @@ from migrator.inventory import Entry
 from migrator.model import Workflow
 from migrator.providers.base import UpstreamTarget
 from migrator.store import Item, State, Store
-from migrator.translate.dag import find_cycle
+from migrator.translate.dag import find_cycle, topological_order
 
 #: At the target: an orphaned upstream (gone from the source, not pruned) still exists there.
 READY = frozenset({State.DONE, State.SKIPPED, State.ORPHANED})
@@ -163,7 +163,10 @@ class Gate:
             return ref if ref in self._held else names.get(ref)
 
         edges = [(k, up) for k, p in self._held.items() for ref in p.waits_on if (up := held_key(ref))]
-        free = _releasable(self._held, edges)
+        # Released in an order where each upstream goes first: what waits on a cycle of held
+        # workflows, or is on one, has no place in it (a workflow that waits on a held one is not
+        # cyclic for that alone: its upstream may wait outside the job, released at this stalemate).
+        free = set(topological_order(list(self._held), [(up, down) for down, up in edges]))
         outside: list[Held] = []
         cyclic: list[tuple[Held, list[str]]] = []
         for key, held in list(self._held.items()):
@@ -178,29 +181,6 @@ class Gate:
                 self._external.update(held.waits_on)
                 outside.append(held)
         return outside, cyclic
-
-
-def _releasable(held: Mapping[str, Held], edges: Iterable[tuple[str, str]]) -> set[str]:
-    """The held workflows not on a cycle of held workflows nor waiting on one (Kahn's order).
-
-    A workflow that waits on a held one is not part of a cycle for that alone: its upstream may
-    itself wait on a workflow outside the job, and be released at this stalemate.
-    """
-    waiting = dict.fromkeys(held, 0)
-    downstream: dict[str, list[str]] = {k: [] for k in held}
-    for down, up in edges:
-        waiting[down] += 1
-        downstream[up].append(down)
-    ready = [k for k, n in waiting.items() if n == 0]
-    free: set[str] = set()
-    while ready:
-        key = ready.pop()
-        free.add(key)
-        for down in downstream[key]:
-            waiting[down] -= 1
-            if waiting[down] == 0:
-                ready.append(down)
-    return free
 
 
 def _blocker(ref: str, item: Item | list[Item]) -> str | None:

@@ -41,7 +41,7 @@ def find_cycle(nodes: Sequence[str], edges: Iterable[tuple[str, str]]) -> list[s
 
 
 def topological_order(nodes: Sequence[str], edges: Iterable[tuple[str, str]]) -> list[str]:
-    """Kahn's order, stable with respect to ``nodes``; the caller has already rejected cycles."""
+    """Kahn's order, stable with respect to ``nodes``: nodes on a cycle, or after one, are not in it."""
     indeg: dict[str, int] = dict.fromkeys(nodes, 0)
     out: dict[str, list[str]] = {n: [] for n in nodes}
     for a, b in edges:
