@@ -112,15 +112,17 @@ def _first_byte(fh: BinaryIO) -> bytes:
             return byte
 
 
-def _unreadable(exc: ValueError | RecursionError, where: str) -> str:
+def _unreadable(exc: ValueError | RecursionError, *, one_line: bool) -> str:
     """Why a JSON text could not be read, without quoting it (the text may hold secrets).
 
     Besides malformed JSON and bytes that are not UTF-8, Python's own limits refuse a record: an
     integer of more than 4,300 digits (``ValueError``) and nesting deeper than the recursion
-    limit. Each is one bad record, not a reason to stop the batch.
+    limit. Each is one bad record, not a reason to stop the batch. The place of a syntax error is
+    its column in a JSON Lines record (``one_line``), its line in a whole-file document.
     """
     if isinstance(exc, json.JSONDecodeError):
-        return f"malformed JSON ({exc.msg} at {where} {exc.colno if where == 'column' else exc.lineno})"
+        at = f"column {exc.colno}" if one_line else f"line {exc.lineno}"
+        return f"malformed JSON ({exc.msg} at {at})"
     if isinstance(exc, UnicodeDecodeError):
         return "not UTF-8 text"
     if isinstance(exc, RecursionError):
@@ -141,7 +143,7 @@ def _line(raw: bytes, origin: str, place: Place | None = None) -> Document:
     try:
         return Document(origin, json.loads(raw.strip()), place=place)
     except (ValueError, RecursionError) as exc:
-        return Document(origin, error=_unreadable(exc, "column"), place=place)
+        return Document(origin, error=_unreadable(exc, one_line=True), place=place)
 
 
 def documents(path: Path, *, offset: int = 0, line: int = 0) -> Iterator[Document]:
@@ -165,7 +167,7 @@ def documents(path: Path, *, offset: int = 0, line: int = 0) -> Iterator[Documen
             try:
                 yield Document(str(path), json.load(fh))
             except (ValueError, RecursionError) as exc:
-                yield Document(str(path), error=_unreadable(exc, "line"))
+                yield Document(str(path), error=_unreadable(exc, one_line=False))
             return
         index = -1
         try:

@@ -76,7 +76,7 @@ class Gate:
         if item.seen_run == self._run_id or self._run_id is None or not self._reading():
             return False
         if self._sync:
-            return item.state in BROKEN or item.state in READY
+            return item.state in BROKEN | READY
         return item.state is State.INVALID  # a migration reads an invalid item again, a failed one not
 
     @property
