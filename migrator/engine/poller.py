@@ -73,30 +73,30 @@ class Poller:
             except ProviderError as exc:
                 result = exc
         done = {"polls": polls, "retries": item.retries + cost.retries}
-        if isinstance(result, ProviderError):
-            if result.action.fails_item:
+        if isinstance(result, ProviderError) and result.action.fails_item:
+            await self._finish(item, State.FAILED, done, result.code, f"polling job {job}: {result.message}")
+        elif isinstance(result, ProviderError) or result.status is JobStatus.RUNNING:
+            # Still running, or no answer this time (a retryable error): the deadline holds for
+            # both, or a provider that answers only errors would be polled for ever.
+            note = f"{result.code}: {result.message}" if isinstance(result, ProviderError) else None
+            if item.deadline_at is not None and now >= item.deadline_at:
+                how = f"not known to have finished ({note})" if note else "still running"
                 await self._finish(
-                    item, State.FAILED, done, result.code, f"polling job {job}: {result.message}"
+                    item,
+                    State.FAILED,
+                    done,
+                    "AsyncJobTimeout",
+                    f"async job {job} {how} after {self.policy.deadline:g}s ({polls} polls); "
+                    "`migrator retry` submits it again",
                 )
             else:
-                await self._again(item, done, now, f"{result.code}: {result.message}")
+                await self._again(item, done, now, note)
         elif result.status is JobStatus.SUCCESS:
             await self._finish(item, State.DONE, done)
-        elif result.status is JobStatus.FAILED:
+        else:
             await self._finish(
                 item, State.FAILED, done, "AsyncJobFailed", f"async job {job} failed: {result.error}"
             )
-        elif item.deadline_at is not None and now >= item.deadline_at:
-            await self._finish(
-                item,
-                State.FAILED,
-                done,
-                "AsyncJobTimeout",
-                f"async job {job} still running after {self.policy.deadline:g}s "
-                f"({polls} polls); `migrator retry` submits it again",
-            )
-        else:
-            await self._again(item, done, now, None)
 
     async def _again(self, item: Item, done: dict[str, int], now: float, note: str | None) -> None:
         next_poll = now + self.policy.delay(done["polls"])
