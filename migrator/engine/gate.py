@@ -79,6 +79,14 @@ class Gate:
             return item.state in BROKEN | READY
         return item.state is State.INVALID  # a migration reads an invalid item again, a failed one not
 
+    def _gone(self, item: Item) -> bool:
+        """Gone from the source: orphaned, or about to be (see :meth:`_lookup`)."""
+        if item.state is State.ORPHANED:
+            return True
+        return (
+            self._sync and self._run_id is not None and not self._reading() and item.seen_run != self._run_id
+        )
+
     @property
     def held(self) -> int:
         return len(self._held)
@@ -88,7 +96,8 @@ class Gate:
         items a name is ambiguous between, or None (in neither the inventory nor the store).
 
         An orphaned item (gone from the source) does not count against a name the source still
-        has: a workflow given a new source id keeps its name, and its old item stays behind.
+        has: a workflow given a new source id keeps its name, and its old item stays behind. Nor
+        does one a sync has read its whole source without meeting: it is orphaned as the run ends.
         """
         wanted = list(refs)
         by_key = await self._store.items(self._job, wanted)
@@ -99,7 +108,7 @@ class Gate:
             # A repeated inventory line is an item of its own (keyed by its origin), not a workflow.
             named = [i for i in by_name.get(ref, []) if i.error_code != "DuplicateKey"]
             if len(named) > 1:
-                named = [i for i in named if i.state is not State.ORPHANED] or named
+                named = [i for i in named if not self._gone(i)] or named
             found[ref] = by_key.get(ref) or (named[0] if len(named) == 1 else named or None)
         return found
 
@@ -112,8 +121,8 @@ class Gate:
             elif item is None:
                 if ref not in self._external:  # an external reference is rendered without, with a warning
                     waits.add(ref)
-            elif not isinstance(item, list) and self._unread(item):
-                waits.add(ref)
+            elif any(map(self._unread, item if isinstance(item, list) else [item])):
+                waits.add(ref)  # of a name's workflows, one not read yet may be gone from the source
             elif (why := _blocker(ref, item)) is not None:
                 return Verdict({}, blocked=why)
             elif not isinstance(item, list) and item.state in READY and item.target_id:

@@ -63,6 +63,7 @@ BATCH = 200
 #: a whole batch at once held the event loop for a tenth of a second, while the workers, and the
 #: target behind them, waited; a quarter of it keeps both busy for the same commits per call.
 SEND_BATCH = 50
+UNCHANGED = "unchanged since last submitted"
 
 
 class Observer(Protocol):
@@ -104,46 +105,94 @@ class Compared:
     settled: State | None = None
     rejudge: bool = False
     """Failed behind its upstream: sent again only if that upstream no longer blocks it."""
+    resolve: bool = False
+    """Unchanged, with upstreams: skipped, or updated if they now resolve to other workflows."""
 
 
-def digester(target: TargetConfig) -> Callable[[Workflow], str]:
-    """The digest a sync compares: the workflow's content and the job's ``[target]`` settings.
+class Digester:
+    """The digests a sync compares: what was rendered, and so what the target holds.
 
-    The settings are part of it because they shape the translation: a changed folder, kind
-    override or owner mapping must update every workflow it touches at the next sync, though no
-    source record changed.
+    A workflow's digest is its content and the job's ``[target]`` settings. The settings are
+    part of it because they shape the translation: a changed folder, kind override or owner
+    mapping must update every workflow it touches at the next sync, though no source record
+    changed.
+
+    A workflow with upstream workflows is rendered with what its references resolve to (an
+    upstream's key, name and target id, or nothing for one outside the job), and that can change
+    while its own record does not: an upstream that arrives in the source a night later, or that
+    comes back under a new source id with the same name. So what it was rendered with is part of
+    the digest it is submitted with: ``content+resolution``. The content part alone says whether
+    the record changed; the whole says whether the rendering would.
     """
-    # Hashed once: the digest is asked for at several stages, and mapping tables can be large.
-    settings = hashlib.sha256(json.dumps(target.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
-    def digest(workflow: Workflow) -> str:
-        return hashlib.sha256(f"{workflow.content_hash()}\n{settings}".encode()).hexdigest()
+    def __init__(self, target: TargetConfig) -> None:
+        # Hashed once: the digest is asked for at several stages, and mapping tables can be large.
+        dumped = json.dumps(target.model_dump(mode="json"), sort_keys=True)
+        self._settings = hashlib.sha256(dumped.encode()).hexdigest()
 
-    return digest
+    def __call__(self, workflow: Workflow) -> str:
+        """The content part: the record and the ``[target]`` settings."""
+        return hashlib.sha256(f"{workflow.content_hash()}\n{self._settings}".encode()).hexdigest()
+
+    def rendered(self, workflow: Workflow, targets: Mapping[str, UpstreamTarget]) -> str:
+        """The digest of ``workflow`` rendered with ``targets`` (its resolvable references)."""
+        content = self(workflow)
+        refs = workflow.upstream_workflows()
+        if not refs:
+            return content
+        resolved = [
+            [ref, t.key, t.name, t.target_id, t.external] if (t := targets.get(ref)) else [ref]
+            for ref in refs
+        ]
+        return f"{content}+{hashlib.sha256(json.dumps(resolved).encode()).hexdigest()}"
 
 
-def compare(row: Item, digest: str, legacy: str | None = None) -> Compared | None:
+def content_part(digest: str | None) -> str | None:
+    """A stored digest's content part (see :class:`Digester`)."""
+    return None if digest is None else digest.partition("+")[0]
+
+
+def resolved_otherwise(submitted: str) -> str:
+    """Why a workflow unchanged but for what its upstreams resolve to is updated."""
+    if "+" not in submitted:
+        return "submitted by a release that did not digest what its upstreams resolved to: updated once"
+    return "its upstreams resolve to other workflows now: updated at the target"
+
+
+def as_last_rendered(row: Item, digest: str) -> bool:
+    """Whether ``row`` is at the target with content ``digest`` unchanged since it was submitted.
+
+    For a workflow with upstreams that is not yet enough to skip it: what its references resolve
+    to now is compared when it is rendered (:meth:`Digester.rendered`).
+    """
+    return row.state in LANDED and bool(row.target_id) and content_part(row.submitted_hash) == digest
+
+
+def compare(row: Item, workflow: Workflow, digester: Digester) -> Compared | None:
     """Sync: what the source's current version of a known item calls for (None: as a migration).
 
-    An item at the target as last submitted is ``skipped`` without a call; one whose content
-    changed, or that came back after a prune, goes back to ``pending`` and is submitted as an
-    update of what exists; a failed one is tried again once its source changed, or if it failed
-    behind an upstream (else ``migrator retry`` decides). In-flight items are left to
-    reconciliation and the poller.
+    An item at the target as last submitted is ``skipped`` without a call, or, if it has
+    upstreams, compared again once they resolve; one whose content changed, or that came back
+    after a prune, goes back to ``pending`` and is submitted as an update of what exists; a
+    failed one is tried again once its source changed, or if it failed behind an upstream (else
+    ``migrator retry`` decides). In-flight items are left to reconciliation and the poller.
     """
-    key = row.key
-    if legacy is not None and row.state in LANDED and row.target_id and row.submitted_hash == legacy:
+    key, digest, upstreams = row.key, digester(workflow), bool(workflow.upstream)
+    legacy = row.state in LANDED and row.target_id and row.submitted_hash == workflow.content_hash()
+    if legacy and not upstreams:
         # Submitted by a version that digested the workflow alone: unchanged, and from now on
-        # digested with the [target] settings, assumed the same as when it was submitted.
+        # digested with the [target] settings, assumed the same as when it was submitted. (One
+        # with upstreams is updated once: what they resolved to then is not known.)
         fields: dict[str, object] = {"submitted_hash": digest, "content_hash": digest}
         again = "unchanged since last submitted (digest carried over)"
         return Compared([Move(key, frozenset({row.state}), State.SKIPPED, fields, detail=again), Seen(key)],
                         State.SKIPPED)  # fmt: skip
-    if row.state in LANDED and row.target_id and row.submitted_hash == digest:
+    if as_last_rendered(row, digest):
+        if upstreams:
+            return Compared([Seen(key)], resolve=True)
         if row.state is State.SKIPPED:
             return Compared([Seen(key)], State.SKIPPED)
-        why = "unchanged since last submitted"
-        unchanged = Move(key, frozenset({row.state}), State.SKIPPED, detail=why)
+        unchanged = Move(key, frozenset({row.state}), State.SKIPPED, detail=UNCHANGED)
         return Compared([unchanged, Seen(key)], State.SKIPPED)
     if row.state in LANDED:
         why = (
@@ -151,7 +200,7 @@ def compare(row: Item, digest: str, legacy: str | None = None) -> Compared | Non
             if row.target_id and row.submitted_hash
             else "in the source again: created at the target"
         )
-    elif row.state is State.FAILED and row.content_hash != digest:
+    elif row.state is State.FAILED and content_part(row.content_hash) != digest:
         why = "changed in the source since it failed: submitted again"
     elif row.state is State.FAILED and row.error_code == "UpstreamFailed":
         # Refused for another workflow's sake (broken, or a name two workflows had), which may
@@ -245,13 +294,13 @@ class Pipeline:
     submits_done: anyio.Event = field(default_factory=anyio.Event)
     translated: anyio.Event = field(default_factory=anyio.Event)
     gate: Gate = field(init=False)
-    digest: Callable[[Workflow], str] = field(init=False)
+    digest: Digester = field(init=False)
     _wake_tx: MemoryObjectSendStream[str] = field(init=False)
     _wake_rx: MemoryObjectReceiveStream[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.store, self.job.name, self.job.target.mappings.upstreams)
-        self.digest = digester(self.job.target)
+        self.digest = Digester(self.job.target)
         self._wake_tx, self._wake_rx = anyio.create_memory_object_stream[str](float("inf"))
 
     async def run(self) -> Outcome:
@@ -632,7 +681,7 @@ class Pipeline:
             # Digested only where it is used: a resumed migration re-reads every done line, and
             # hashing them all was a fifth of its time.
             compared = (
-                compare(row, self.digest(workflow), workflow.content_hash())
+                compare(row, workflow, self.digest)
                 if self.job.mode == "sync" and row is not None and workflow is not None and not waiting
                 else None
             )
@@ -649,6 +698,9 @@ class Pipeline:
                 changes += compared.changes
                 if compared.settled is not None:
                     self.observer.settled(compared.settled, earlier=True)  # no work this run
+                    continue
+                if compared.resolve:  # stays as it is until its upstreams are compared
+                    ready.append((entry, row))
                     continue
             elif row is not None and (row.state in SETTLED_OR_IN_FLIGHT or waiting) and not refused_now:
                 changes.append(Seen(entry.key, entry.origin, offset))
@@ -691,7 +743,7 @@ class Pipeline:
             seen = self.settlements
             verdict = await self.gate.judge(entry.workflow) if entry.workflow.upstream else Verdict({})
             if verdict.blocked:
-                await self._fail_pending(entry.key, entry.name, "UpstreamFailed", verdict.blocked)
+                await self._fail_pending(entry, row, "UpstreamFailed", verdict.blocked)
             elif verdict.waits_on and self.stopped:
                 # Stays `pending` for the next run, as what is ready does: held, it would keep its
                 # whole workflow in memory while the reader goes on through the inventory.
@@ -719,11 +771,20 @@ class Pipeline:
         records: list[Change] = []
         works: list[Work] = []
         untranslatable: list[Entry] = []
+        unchanged: list[Entry] = []
         for entry, row, targets in ready:
             workflow = entry.workflow
             assert workflow is not None
             key, name = entry.key, entry.name
-            digest = self.digest(workflow)
+            digest = self.digest.rendered(workflow, targets)
+            if row is not None and as_last_rendered(row, self.digest(workflow)):  # a sync's, with upstreams
+                if digest == row.submitted_hash:
+                    if row.state is not State.SKIPPED:
+                        records.append(Move(key, frozenset({row.state}), State.SKIPPED, detail=UNCHANGED))
+                    unchanged.append(entry)
+                    continue
+                why = resolved_otherwise(row.submitted_hash or "")
+                records.append(Move(key, frozenset({row.state}), State.PENDING, detail=why))
             try:
                 rendered = self.provider.render(workflow, self.job.target, targets)
             except TranslationError as exc:
@@ -742,6 +803,9 @@ class Pipeline:
             update = row is not None and row.submitted_hash is not None and row.target_id is not None
             works.append(Work(key, name, rendered, digest, attempts, retries, update))
         await self.store.apply(self.job.name, self.run_id, records)
+        for entry in unchanged:
+            self.observer.settled(State.SKIPPED, earlier=True)
+            await self.settled(entry.key, entry.name, State.SKIPPED)
         for entry in untranslatable:
             self.observer.settled(State.INVALID)
             await self.settled(entry.key, entry.name, State.INVALID)
@@ -750,20 +814,30 @@ class Pipeline:
             await tx.send(work)
 
     async def _fail_pending(
-        self, key: str, name: str, code: str, message: str, state: State = State.FAILED
+        self, entry: Entry, row: Item | None, code: str, message: str, state: State = State.FAILED
     ) -> None:
-        """A workflow that will not be submitted this run: behind a failed upstream, or in a cycle."""
+        """A workflow that will not be submitted this run: behind a failed upstream, or in a cycle.
+
+        One a sync found at the target as last submitted stays there as it is (``skipped``, with
+        the reason its upstreams were not compared, recorded once, not each night the upstream
+        stays broken): the fault is reported on the upstream.
+        """
+        key, name = entry.key, entry.name
+        if (
+            row is not None
+            and entry.workflow is not None
+            and as_last_rendered(row, self.digest(entry.workflow))
+        ):
+            if row.state is not State.SKIPPED:
+                why = f"{UNCHANGED}; its upstreams not compared: {message}"
+                kept = Move(key, frozenset({row.state}), State.SKIPPED, detail=why)
+                await self.store.apply(self.job.name, self.run_id, [kept])
+            self.observer.settled(State.SKIPPED, earlier=True)
+            await self.settled(key, name, State.SKIPPED)
+            return
+        fields = {"error_code": code, "error_message": message}
         await self.store.apply(
-            self.job.name,
-            self.run_id,
-            [
-                Move(
-                    key,
-                    frozenset({State.PENDING}),
-                    state,
-                    {"error_code": code, "error_message": message},
-                )
-            ],
+            self.job.name, self.run_id, [Move(key, frozenset({State.PENDING}), state, fields)]
         )
         self.observer.settled(state)
         await self.settled(key, name, state)
@@ -809,7 +883,7 @@ class Pipeline:
         verdict = await self.gate.judge(held.workflow)
         if verdict.blocked:
             self.gate.let_go(key)
-            await self._fail_pending(key, held.entry.name, "UpstreamFailed", verdict.blocked)
+            await self._fail_pending(held.entry, held.row, "UpstreamFailed", verdict.blocked)
         elif verdict.waits_on:
             held.waits_on = set(verdict.waits_on)
             if self.settlements != seen:  # as in _admit: judge it again
@@ -836,9 +910,7 @@ class Pipeline:
         for held, cycle in cyclic:
             self.gate.let_go(held.entry.key)
             message = "cross-workflow dependency cycle: " + " -> ".join(cycle)
-            await self._fail_pending(
-                held.entry.key, held.entry.name, "DependencyCycle", message, State.INVALID
-            )
+            await self._fail_pending(held.entry, held.row, "DependencyCycle", message, State.INVALID)
         for held in outside:  # their references are external now: they judge ready
             await self._recheck(held.entry.key, tx)
         return bool(outside or cyclic)

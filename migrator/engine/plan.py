@@ -32,7 +32,15 @@ from rich.table import Table
 
 from migrator.config import JobConfig
 from migrator.engine.gate import BROKEN, READY
-from migrator.engine.pipeline import BATCH, IN_FLIGHT, SETTLED_OR_IN_FLIGHT, compare, digester
+from migrator.engine.pipeline import (
+    BATCH,
+    IN_FLIGHT,
+    SETTLED_OR_IN_FLIGHT,
+    UNCHANGED,
+    Digester,
+    compare,
+    resolved_otherwise,
+)
 from migrator.engine.source import Source
 from migrator.errors import TranslationError
 from migrator.inventory import Entry
@@ -64,6 +72,7 @@ CREATE TABLE plan (
     workflow TEXT,
     planned_action TEXT,
     stored TEXT,
+    submitted TEXT,
     duplicate INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX plan_key ON plan (key);
@@ -178,7 +187,7 @@ class _Planner:
     ) -> None:
         self.job, self.provider, self.store, self.db = job, provider, store, ledger
         self.plan = Plan(job.name, job.mode, job.target.provider)
-        self.digest = digester(job.target)
+        self.digest = Digester(job.target)
         self.mapped = job.target.mappings.upstreams
 
     async def run(self, source: Source) -> None:
@@ -222,7 +231,7 @@ class _Planner:
                 continue
             row = rows.get(entry.key)
             action, detail, target_id = self._compared(row, entry.workflow)
-            if action not in ("create", "update"):
+            if action not in ("create", "update", "compare"):
                 stored = row.state.value if row else None
                 self._line(entry.key, entry.name, action, detail=detail, target_id=target_id, stored=stored)
             elif entry.workflow.upstream:
@@ -236,6 +245,8 @@ class _Planner:
                     refs=json.dumps(refs),
                     workflow=json.dumps(entry.workflow.to_record()),
                     then=action,
+                    stored=row.state.value if row else None,
+                    submitted=row.submitted_hash if row else None,
                 )
             else:
                 self._render(entry.key, entry.name, entry.workflow, action, detail, target_id, {})
@@ -246,10 +257,12 @@ class _Planner:
         if row is None:
             return "create", "new", None
         if self.job.mode == "sync":
-            verdict = compare(row, self.digest(workflow), workflow.content_hash())
+            verdict = compare(row, workflow, self.digest)
             if verdict is not None:
                 if verdict.settled is not None:
-                    return "skip", "unchanged since last submitted", row.target_id
+                    return "skip", UNCHANGED, row.target_id
+                if verdict.resolve:  # skipped, or updated if its upstreams resolve otherwise now
+                    return "compare", UNCHANGED, row.target_id
                 update = row.target_id is not None and row.submitted_hash is not None
                 return ("update" if update else "create"), "changed in the source", row.target_id
         if row.state in IN_FLIGHT:
@@ -311,6 +324,7 @@ class _Planner:
         then: str | None = None,
         duplicate: bool = False,
         stored: str | None = None,
+        submitted: str | None = None,
         seq: int | None = None,
     ) -> None:
         """Write one workflow's line; ``seq`` rewrites a deferred line in place (keeping its order)."""
@@ -330,8 +344,8 @@ class _Planner:
         if seq is None:
             self.db.execute(
                 "INSERT INTO plan (key, name, action, detail, code, warnings, target_id, refs, workflow, "
-                "planned_action, duplicate, stored) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*values, stored),
+                "planned_action, duplicate, stored, submitted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: E501
+                (*values, stored, submitted),
             )
         else:  # a deferred line decided: its source record is no longer needed
             self.db.execute(
@@ -350,28 +364,56 @@ class _Planner:
             # Page by page: each deferred line holds its whole source record, and a million
             # workflows with upstreams fetched at once took gigabytes.
             while page := self.db.execute(
-                "SELECT seq, key, name, detail, target_id, refs, workflow, planned_action FROM plan "
-                "WHERE action = 'deferred' AND seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, key, name, detail, target_id, refs, workflow, planned_action, submitted "
+                "FROM plan WHERE action = 'deferred' AND seq > ? ORDER BY seq LIMIT ?",
                 (after, BATCH),
             ).fetchall():
                 self.db.execute("BEGIN")
-                for seq, key, name, why, target_id, refs, record, action in page:
-                    decided = await self._upstreams(json.loads(refs))
-                    if decided is None:
-                        continue  # an upstream is itself still deferred
-                    moved += 1
-                    targets, blocked = decided
-                    if blocked:
-                        self._line(key, name, "blocked", code="UpstreamFailed", detail=blocked, seq=seq)
-                        continue
-                    workflow = Workflow.model_validate(json.loads(record))
-                    self._render(key, name, workflow, action, why, target_id, targets, seq)
+                for line in page:
+                    moved += await self._decide(*line)
                 self.db.execute("COMMIT")
                 after = page[-1][0]
                 await anyio.lowlevel.checkpoint()
             if not moved:
                 break
         self._cycles()
+
+    async def _decide(
+        self,
+        seq: int,
+        key: str,
+        name: str,
+        why: str,
+        target_id: str | None,
+        refs: str,
+        record: str,
+        action: str,
+        submitted: str | None,
+    ) -> bool:
+        """Decide one deferred line, if its upstreams are decided (else False)."""
+        decided = await self._upstreams(json.loads(refs))
+        if decided is None:
+            return False  # an upstream is itself still deferred
+        targets, blocked = decided
+        if blocked:
+            if action == "compare":  # at the target as it is: the run keeps it so
+                self._kept(seq, key, name, target_id, blocked)
+            else:
+                self._line(key, name, "blocked", code="UpstreamFailed", detail=blocked, seq=seq)
+            return True
+        workflow = Workflow.model_validate(json.loads(record))
+        if action == "compare":
+            if self.digest.rendered(workflow, targets) == submitted:
+                self._line(key, name, "skip", detail=why, target_id=target_id, seq=seq)
+                return True
+            action, why = "update", resolved_otherwise(submitted or "")
+        self._render(key, name, workflow, action, why, target_id, targets, seq)
+        return True
+
+    def _kept(self, seq: int, key: str, name: str, target_id: str | None, reason: str) -> None:
+        """A sync's unchanged workflow whose upstreams cannot be compared: left as it is."""
+        why = f"{UNCHANGED}; its upstreams not compared: {reason}"
+        self._line(key, name, "skip", detail=why, target_id=target_id, seq=seq)
 
     async def _upstreams(self, refs: list[str]) -> tuple[dict[str, UpstreamTarget], str] | None:
         """Each reference as the run's gate would find it: in this inventory, else in the store.
@@ -427,25 +469,29 @@ class _Planner:
     def _cycles(self) -> None:
         """What is still deferred waits on a cycle: invalid, naming the cycle, as a run decides."""
         left = {
-            key: (seq, name, json.loads(refs))
-            for seq, key, name, refs in self.db.execute(
-                "SELECT seq, key, name, refs FROM plan WHERE action = 'deferred' ORDER BY seq"
+            key: (seq, name, json.loads(refs), action, target_id)
+            for seq, key, name, refs, action, target_id in self.db.execute(
+                "SELECT seq, key, name, refs, planned_action, target_id FROM plan "
+                "WHERE action = 'deferred' ORDER BY seq"
             )
         }
         if not left:
             return
-        names = {name: key for key, (_, name, _) in left.items()}
+        names = {name: key for key, (_, name, *_) in left.items()}
         edges = [
             (k, up)
-            for k, (_, _, refs) in left.items()
+            for k, (_, _, refs, *_) in left.items()
             for r in refs
             if (up := r if r in left else names.get(r))
         ]
         self.db.execute("BEGIN")
-        for key, (seq, name, _) in left.items():
+        for key, (seq, name, _, action, target_id) in left.items():
             cycle = find_cycle([key, *(k for k in left if k != key)], edges)
             message = "cross-workflow dependency cycle: " + " -> ".join(cycle)
-            self._line(key, name, "invalid", code="DependencyCycle", detail=message, seq=seq)
+            if action == "compare":
+                self._kept(seq, key, name, target_id, message)
+            else:
+                self._line(key, name, "invalid", code="DependencyCycle", detail=message, seq=seq)
         self.db.execute("COMMIT")
 
     # --- what a sync leaves behind ------------------------------------------------------------

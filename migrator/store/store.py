@@ -612,6 +612,8 @@ class Store:
         Raises :class:`StoreError` if a :class:`Move` finds its item in an unexpected state; the
         caller's other changes are then rolled back too, and nobody else's are affected.
         """
+        if not changes:
+            return  # nothing to make durable: no trip to the connection's thread
         waiter = _Waiter(job, run_id, changes)
         self._pending.append(waiter)
         if self._committing:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from migrator.config import Config, JobConfig, SourceConfig, TargetConfig
 from migrator.engine.gate import Gate
 from migrator.engine.pipeline import Outcome, Pipeline
+from migrator.engine.plan import planning
 from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
 from migrator.inventory import Entry
@@ -81,6 +83,45 @@ async def migrate(
                 yield entry
 
         return await Pipeline(job, effective, provider, store, paced).run()
+
+
+async def plan(
+    tmp_path: Path, handle: SandboxHandle, records: list[dict[str, Any]], name: str = "deps"
+) -> dict[str, tuple[str, str]]:
+    """What a sync of ``records`` would do: each key's action and detail."""
+    inv = tmp_path / f"{name}-plan.jsonl"
+    inv.write_text("".join(json.dumps(r) + "\n" for r in records))
+    job = JobConfig(
+        name=name,
+        mode="sync",
+        source=SourceConfig(paths=(inv,)),
+        target=TargetConfig(provider="dw"),
+        path=Path("deps.toml"),
+    )
+    state = tmp_path / "state.db"
+    async with (
+        await Store.open(state) as store,
+        open_provider(provider_config(handle), state) as (provider, _),
+        open_source(job.source, Config(providers={}), state) as source,
+        planning(job, provider, store, source) as planned,
+    ):
+        return {p.key: (p.action, p.detail) for p in planned.items()}
+
+
+def depends_on(spec: dict[str, Any]) -> set[str]:
+    """The outputs a DataWorks workflow's nodes depend on."""
+    return {x["output"] for dep in spec["dependencies"] for x in dep["depends"]}
+
+
+async def events_of(tmp_path: Path, key: str, job: str = "deps") -> list[tuple[Any, ...]]:
+    async with await Store.open(tmp_path / "state.db") as store:
+        return await store.events(job, key)
+
+
+async def calls(handle: SandboxHandle) -> int:
+    """Every call the sandbox has answered."""
+    async with aiohttp.ClientSession() as s, s.get(f"{handle.endpoint}/_sandbox/calls") as resp:
+        return sum(n for by_outcome in (await resp.json()).values() for n in by_outcome.values())
 
 
 async def specs(handle: SandboxHandle) -> dict[str, Any]:
@@ -353,3 +394,104 @@ async def test_a_dependant_of_a_broken_upstream_stays_failed_quietly_until_it_is
     assert found["t:U"].state is State.ORPHANED
     assert (found["t:D"].state, found["t:D"].error_code) == (State.FAILED, "UpstreamFailed")
     assert await events() == before, "nothing recorded while its upstream still blocks it"
+
+
+async def test_a_sync_gives_an_unchanged_dependant_the_upstream_that_arrived_since(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    """D names t:U, which is not in the source on the first night: D lands without the
+    dependency, with a warning. U arrives the next night; D's record is unchanged, and a sync
+    digesting only the record skipped D every night after, never giving it the dependency."""
+    first = await migrate(tmp_path, sandbox, [wf("D", ("t:U",))], mode="sync")
+    assert first.exit_code == 0
+    assert workflow_id("t:U") not in depends_on((await specs(sandbox))["D"])
+
+    both = [wf("D", ("t:U",)), wf("U")]
+    assert await plan(tmp_path, sandbox, both) == {
+        "t:D": ("update", "its upstreams resolve to other workflows now: updated at the target"),
+        "t:U": ("create", "new"),
+    }
+    second = await migrate(tmp_path, sandbox, both, mode="sync")
+    assert second.exit_code == 0
+    assert workflow_id("t:U") in depends_on((await specs(sandbox))["D"])
+    assert (await items(tmp_path))["t:D"].state is State.DONE
+
+    before = await calls(sandbox)
+    assert await plan(tmp_path, sandbox, both) == {
+        "t:D": ("skip", "unchanged since last submitted"),
+        "t:U": ("skip", "unchanged since last submitted"),
+    }
+    third = await migrate(tmp_path, sandbox, both, mode="sync")
+    assert third.exit_code == 0
+    assert {k: i.state for k, i in (await items(tmp_path)).items()} == {
+        "t:D": State.SKIPPED,
+        "t:U": State.SKIPPED,
+    }
+    assert await calls(sandbox) == before, "an unchanged night sends nothing"
+
+
+async def test_a_sync_moves_a_dependant_to_an_upstream_given_a_new_source_id_the_same_night(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    """U comes back under a new source id with the same name; D names it and is unchanged. D
+    kept depending on the old, orphaned U. And while the run reads, the old U (not read yet)
+    and the new one both answer the name: D waits until the read says which is gone."""
+
+    def u(sid: str) -> dict[str, Any]:
+        return {**wf("U"), "source": {"system": "t", "id": sid}}
+
+    first = await migrate(tmp_path, sandbox, [u("u1"), wf("D", ("U",))], mode="sync")
+    assert first.exit_code == 0
+    second = await migrate(tmp_path, sandbox, [wf("D", ("U",)), u("u2")], mode="sync", pause_before="U")
+    found = await items(tmp_path)
+    assert second.exit_code == 0, {k: (i.state, i.error_message) for k, i in found.items()}
+    assert (found["t:u1"].state, found["t:u2"].state, found["t:D"].state) == (
+        State.ORPHANED,
+        State.DONE,
+        State.DONE,
+    )
+    outputs = depends_on((await specs(sandbox))["D"])
+    assert workflow_id("t:u2") in outputs
+    assert workflow_id("t:u1") not in outputs
+
+
+async def test_an_unchanged_dependant_of_an_upstream_broken_tonight_stays_as_it_is(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    """U's record goes bad; D (unchanged) is at the target, depending on the U last submitted,
+    which the target keeps. D is not failed behind U: it is skipped, saying why it was not
+    compared (once), and the fault is reported on U."""
+    first = await migrate(tmp_path, sandbox, [wf("U"), wf("D", ("t:U",))], mode="sync")
+    assert first.exit_code == 0
+    broken = {"name": "U", "source": {"system": "t", "id": "U"}, "tasks": []}
+    night = await migrate(tmp_path, sandbox, [broken, wf("D", ("t:U",))], mode="sync")
+    assert night.exit_code == 1
+    found = await items(tmp_path)
+    assert found["t:U"].state is State.INVALID
+    assert (found["t:D"].state, found["t:D"].error_code) == (State.SKIPPED, None)
+    events = await events_of(tmp_path, "t:D")
+    assert "its upstreams not compared: upstream workflow 't:U' is invalid" in str(events[-1][7])
+    again = await migrate(tmp_path, sandbox, [broken, wf("D", ("t:U",))], mode="sync")
+    assert again.exit_code == 1
+    assert await events_of(tmp_path, "t:D") == events, "said once, not each night U stays broken"
+    assert (await items(tmp_path))["t:D"].state is State.SKIPPED
+
+
+async def test_a_dependant_submitted_by_an_earlier_release_is_updated_once(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    """A release before this one digested the record alone: what its upstreams resolved to then
+    is not known, so a dependant is updated once, saying why, then skipped as before."""
+    records = [wf("U"), wf("D", ("t:U",))]
+    assert (await migrate(tmp_path, sandbox, records, mode="sync")).exit_code == 0
+    with sqlite3.connect(tmp_path / "state.db") as db:  # as the earlier release left it
+        db.execute("UPDATE items SET submitted_hash = substr(submitted_hash, 1, 64) WHERE key = 't:D'")
+    db.close()
+    assert (await migrate(tmp_path, sandbox, records, mode="sync")).exit_code == 0
+    events = await events_of(tmp_path, "t:D")
+    assert any("a release that did not digest what its upstreams resolved to" in str(e[7]) for e in events)
+    assert (await items(tmp_path))["t:D"].state is State.DONE
+    before = await calls(sandbox)
+    assert (await migrate(tmp_path, sandbox, records, mode="sync")).exit_code == 0
+    assert (await items(tmp_path))["t:D"].state is State.SKIPPED
+    assert await calls(sandbox) == before
