@@ -228,18 +228,21 @@ class PartLog:
     """An item's parts as the store holds them, written through (intent first) as they change."""
 
     def __init__(self, store: Store, job: str, run_id: int, key: str, parts: dict[str, Part]) -> None:
-        self._store, self._job, self._run_id, self._key = store, job, run_id, key
+        self._store, self._job, self._run_id, self.key = store, job, run_id, key
         self._parts = parts
 
     def get(self, part: str) -> Part | None:
         return self._parts.get(part)
 
+    async def owner(self, target_id: str) -> str | None:
+        return await self._store.part_owner(target_id, self._job, self.key)
+
     async def begin(self, part: str) -> None:
-        await self._store.apply(self._job, self._run_id, [PartMove(self._key, part, State.SUBMITTING)])
+        await self._store.apply(self._job, self._run_id, [PartMove(self.key, part, State.SUBMITTING)])
         self._parts[part] = Part(part, State.SUBMITTING, None)
 
     async def done(self, part: str, target_id: str, content_hash: str | None = None) -> None:
-        move = PartMove(self._key, part, State.DONE, target_id, content_hash)
+        move = PartMove(self.key, part, State.DONE, target_id, content_hash)
         await self._store.apply(self._job, self._run_id, [move])
         self._parts[part] = Part(part, State.DONE, target_id, content_hash)
 
@@ -247,7 +250,7 @@ class PartLog:
         return self._parts
 
     async def gone(self, part: str) -> None:
-        await self._store.apply(self._job, self._run_id, [PartMove(self._key, part, State.ORPHANED)])
+        await self._store.apply(self._job, self._run_id, [PartMove(self.key, part, State.ORPHANED)])
         self._parts[part] = Part(part, State.ORPHANED, None)
 
 

@@ -101,7 +101,14 @@ class Parts(Protocol):
     so a resumed submit skips what exists and looks up what was left mid-call.
     """
 
+    key: str
+    """The item's key."""
+
     def get(self, part: str) -> Part | None: ...
+
+    async def owner(self, target_id: str) -> str | None:
+        """Another item one of whose parts is ``target_id``, as the store records it."""
+        ...
 
     async def begin(self, part: str) -> None: ...
 

@@ -151,4 +151,9 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO warnings (job, key, warnings) SELECT job, key, warnings FROM items WHERE warnings != '[]';
     UPDATE items SET warnings = '[]' WHERE warnings != '[]';
     """,
+    # 6: parts by their id at the target, so that an object found by name after an unanswered
+    # create is taken only if no other item's part is that object (providers/emr/client.py)
+    """
+    CREATE INDEX parts_by_target ON parts(target_id);
+    """,
 )

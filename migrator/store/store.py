@@ -374,6 +374,17 @@ class Store:
                 found.setdefault(row[2], []).append(Item.from_row(row))
         return found
 
+    async def part_owner(self, target_id: str, job: str, key: str) -> str | None:
+        """The item (``job/key`` where not ``job``'s) other than ``key`` with a part made as
+        ``target_id``, if any; parts gone at the target count, since ids are never reused."""
+        row = await self._fetchone(
+            "SELECT job, key FROM parts WHERE target_id = ? AND NOT (job = ? AND key = ?) LIMIT 1",
+            (target_id, job, key),
+        )
+        if row is None:
+            return None
+        return str(row[1]) if row[0] == job else f"{row[0]}/{row[1]}"
+
     async def parts(self, job: str, key: str) -> dict[str, Part]:
         rows = await self._fetchall(
             "SELECT part, state, target_id, content_hash FROM parts WHERE job = ? AND key = ?", (job, key)

@@ -363,3 +363,72 @@ def test_a_locked_enos_account_stops_the_run_and_fails_nothing(make: Any) -> Non
         n for by_outcome in calls.values() for outcome, n in by_outcome.items() if outcome == "62105"
     )
     assert refused == 1, calls
+
+
+# --- EMR: a name is not an identity ---------------------------------------------------------------
+
+
+def _twins(pairs: int) -> list[Workflow]:
+    """Pairs of workflows with one name and folder: the same id from two source systems."""
+    out: list[Workflow] = []
+    for wf in generate(pairs, seed=41):
+        record = {**wf.to_record(), "upstream": []}
+        twin = json.loads(json.dumps(record))
+        twin["source"] = {"system": "airflow", "id": record["source"]["id"]}
+        for task in twin["tasks"]:
+            task["content"] += "\n# twin\n"
+        out += [Workflow.model_validate(record), Workflow.model_validate(twin)]
+    return out
+
+
+def _assert_each_runs_its_own(h: Harness) -> None:
+    """Every item has a flow of its own, whose jobs run its own content."""
+    objects, _ = h.sandbox()
+    flows = {f["id"]: f for f in objects["flows"]}
+    jobs = {j["id"]: j for j in objects["jobs"]}
+    items = h.rows("SELECT key, target_id FROM items")
+    assert len({target for _, target in items}) == len(items) == len(flows)
+    for key, target in items:
+        nodes = [n for n in flows[target]["graph"]["nodes"] if n["attribute"]["type"] == "JOB"]
+        twin = key.startswith("airflow:")
+        assert all(("# twin" in (jobs[n["attribute"]["jobId"]]["params"] or "")) == twin for n in nodes), key
+    parts = h.rows(
+        "SELECT target_id, COUNT(DISTINCT key) FROM parts GROUP BY target_id HAVING COUNT(DISTINCT key) > 1"
+    )
+    assert parts == [], "an object recorded as two items' part"
+
+
+def test_emr_twins_of_one_name_each_keep_their_own_flow_after_unanswered_creates(tmp_path: Path) -> None:
+    """After a 5xx the client looked the create up by name and folder and took the first object
+    listed: the twin's. Both items ended done with one flow and its jobs, and one workflow was
+    lost without a word (exit 0, "all done")."""
+    h = Harness(tmp_path, "emr", _twins(12), "", concurrency=1)
+    h.write("server_error = 0.2")
+    results = h.converge()
+    assert results[-1].returncode == 0, results[-1].stderr[-3000:]
+    assert h.states() == {"done": 24}
+    _assert_each_runs_its_own(h)
+
+
+def test_emr_a_create_resumed_after_a_kill_takes_its_own_flow_not_its_twins(tmp_path: Path) -> None:
+    """A run killed while an item's flow create was under way: the resumed submit looked the flow
+    up by name, found the twin's first, modified it into this workflow and took it (the twin's
+    workflow overwritten; this one's own flow left over, tracked by nothing)."""
+    h = Harness(tmp_path, "emr", _twins(1), "", concurrency=1)
+    h.write("")
+    assert h.run().returncode == 0
+    (twin,) = [key for (key,) in h.rows("SELECT key FROM items WHERE key LIKE 'airflow:%'")]
+    conn = sqlite3.connect(h.state)  # as a kill between the create and its answer leaves it
+    with conn:
+        conn.execute(
+            "UPDATE items SET state = 'submitting', target_id = NULL, submitted_hash = NULL WHERE key = ?",
+            (twin,),
+        )
+        conn.execute(
+            "UPDATE parts SET state = 'submitting', target_id = NULL WHERE key = ? AND part = 'flow'", (twin,)
+        )
+    conn.close()
+    again = h.run()
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert h.states() == {"done": 2}
+    _assert_each_runs_its_own(h)

@@ -50,10 +50,10 @@ async def test_warnings_are_kept_apart_replaced_by_each_record_and_moved_out_of_
         await store.apply(JOB, run, [Move("a", frozenset({State.SUBMITTING}), State.DONE)])
         await store.apply(JOB, run, [rec("a", State.PENDING)])
         assert [w async for w in store.each_warned(JOB)] == []
-    # A state database from before migration 5 kept them in the item row.
+    # A state database from before migration 5 kept them in the item row (and had no later index).
     with sqlite3.connect(path, isolation_level=None) as conn:
         conn.executescript(
-            "DROP TABLE warnings; PRAGMA user_version = 4;"
+            "DROP TABLE warnings; DROP INDEX parts_by_target; PRAGMA user_version = 4;"
             """UPDATE items SET warnings = '["rule: old"]' WHERE key = 'b';"""
         )
     async with await Store.open(path) as store:

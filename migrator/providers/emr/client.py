@@ -6,6 +6,12 @@ after it. A resumed submit skips parts that exist and, for a part whose answer w
 the object up by name in its folder before creating it again. The flow also carries a
 ``ClientToken`` derived from the item key, which the seed documents (and the sandbox honours).
 
+A name is not an identity: EMR takes two flows or jobs of one name in one folder, and two
+workflows can render to one name (the same name from two source systems; job names are
+``workflow.task``). An object found by name is taken only if it is no other item's: not made
+for another item by this process, nor recorded as another item's part in the store. Two such
+objects left fail the item rather than take either.
+
 Folders are categories (a FLOW tree for flows, a JOB tree for jobs), found or created once per
 path and shared by every workflow of the run.
 """
@@ -64,6 +70,9 @@ class Emr:
         self.client = AcsClient(cfg, session, VERSION)
         self.flow = Flow.of(cfg)
         self._categories: dict[tuple[str, str], str] = {}
+        #: Objects this process made, by id: the item each was made for (claimed the moment the
+        #: create answers, before its part is committed, so a twin's lookup cannot take it).
+        self._made_for: dict[str, str] = {}
         self._category_locks: defaultdict[tuple[str, str], anyio.Lock] = defaultdict(anyio.Lock)
 
     async def _call(
@@ -119,7 +128,7 @@ class Emr:
         flow_folder = await self.category(plan.folder, "FLOW")
         job_ids: dict[str, str] = {}
         for job in plan.jobs:
-            find_job = self._finder("ListFlowJob", "JobList", "Job", job.name, job_folder)
+            find_job = self._finder("ListFlowJob", "JobList", "Job", job.name, job_folder, parts)
             create = partial(self._create_job, job, job_folder, find_job)
             digest = _digest(job.query, job.form)
             modify_job = partial(self._modify_job, job)
@@ -137,7 +146,7 @@ class Emr:
         if flow_id is not None and await self._updated(parts, "flow", flow_id, digest, modify):
             await self._drop_stale_jobs(plan, parts)
         else:
-            find_flow = self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder)
+            find_flow = self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder, parts)
             flow_id = await self._ensure(
                 parts,
                 "flow",
@@ -249,16 +258,39 @@ class Emr:
                 return found
         await parts.begin(part)
         created = await create()
+        self._made_for[created] = parts.key
         await parts.done(part, created, digest)
         return created
 
-    def _finder(self, action: str, outer: str, inner: str, name: str, folder: str | None) -> Finder:
+    def _finder(
+        self, action: str, outer: str, inner: str, name: str, folder: str | None, parts: Parts
+    ) -> Finder:
+        """The object of ``name`` in ``folder`` that may be this item's (see the module's docstring)."""
+
         async def find() -> str | None:
             data = await self._call(action, {"Name": name, "PageSize": str(PAGE)})
-            for found in _listed(data, outer, inner):
-                if found.get("Name") == name and (folder is None or found.get("CategoryId") == folder):
-                    return str(found["Id"])
-            return None
+            named = [
+                str(found["Id"])
+                for found in _listed(data, outer, inner)
+                if found.get("Name") == name and (folder is None or found.get("CategoryId") == folder)
+            ]
+            free: list[str] = []
+            for object_id in named:
+                if (
+                    self._made_for.get(object_id, parts.key) == parts.key
+                    and await parts.owner(object_id) is None
+                ):
+                    free.append(object_id)
+            if len(free) > 1:
+                raise ProviderError(
+                    "DuplicateName",
+                    f"{len(free)} objects named {name!r} in folder {folder or '(root)'} ({', '.join(free)}) "
+                    "and none is another workflow's: cannot tell which one this workflow's create "
+                    "made; delete the extra ones at the target, then run again",
+                )
+            if free:
+                self._made_for[free[0]] = parts.key
+            return free[0] if free else None
 
         return find
 
