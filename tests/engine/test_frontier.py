@@ -386,16 +386,16 @@ async def test_an_old_state_database_is_upgraded_read_in_full_once_then_resumed(
     # Back to schema 3, as the previous version left its state databases, one item not yet sent.
     conn = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
     conn.executescript(
-        "DROP TABLE warnings; DROP TABLE frontiers; DROP INDEX items_by_seen;"
+        "DROP TABLE warnings; DROP TABLE frontiers; DROP INDEX items_by_seen; DROP INDEX parts_by_target;"
         "ALTER TABLE items DROP COLUMN byte_offset;"
         "UPDATE items SET state = 'pending' WHERE key = 't:w0007'; PRAGMA user_version = 3;"
     )
     conn.close()
-    assert len(MIGRATIONS) == 5
+    assert len(MIGRATIONS) == 6
 
     pipeline, _, outcome = await migrate(tmp_path, sandbox, inv)
     async with await Store.open(tmp_path / "state.db") as store:
-        assert await store.schema_version() == 5
+        assert await store.schema_version() == 6
     assert pipeline.frontier is not None
     assert (pipeline.frontier.stats.epoch, pipeline.frontier.stats.scanned) == (2, count)
     assert outcome is not None
