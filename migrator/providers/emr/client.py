@@ -70,8 +70,8 @@ class Emr:
         self.client = AcsClient(cfg, session, VERSION)
         self.flow = Flow.of(cfg)
         self._categories: dict[tuple[str, str], str] = {}
-        #: Objects this process made, by id: the item each was made for (claimed the moment the
-        #: create answers, before its part is committed, so a twin's lookup cannot take it).
+        #: Objects made or found for an item whose part is not committed yet, by id: the item each
+        #: is for (claimed the moment the create answers, so a twin's lookup cannot take it).
         self._made_for: dict[str, str] = {}
         self._category_locks: defaultdict[tuple[str, str], anyio.Lock] = defaultdict(anyio.Lock)
 
@@ -254,13 +254,20 @@ class Emr:
         if known is not None and known.state is State.SUBMITTING and find is not None:
             found = await find()
             if found and (modify is None or await modify(found)):
-                await parts.done(part, found, digest)
-                return found
+                return await self._taken(parts, part, found, digest)
+            self._made_for.pop(found or "", None)
         await parts.begin(part)
-        created = await create()
-        self._made_for[created] = parts.key
-        await parts.done(part, created, digest)
-        return created
+        return await self._taken(parts, part, await create(), digest)
+
+    async def _taken(self, parts: Parts, part: str, target_id: str, digest: str | None) -> str:
+        """Record ``target_id`` as ``part``: claimed for this item until the store says so, and no
+        longer (a claim per object made would grow with the run)."""
+        self._made_for[target_id] = parts.key
+        try:
+            await parts.done(part, target_id, digest)
+        finally:
+            del self._made_for[target_id]
+        return target_id
 
     def _finder(
         self, action: str, outer: str, inner: str, name: str, folder: str | None, parts: Parts
