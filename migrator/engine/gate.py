@@ -103,14 +103,7 @@ class Gate:
         by_key = await self._store.items(self._job, wanted)
         missing = [r for r in wanted if r not in by_key]
         by_name = await self._store.by_name(self._job, missing) if missing else {}
-        found: dict[str, Item | list[Item] | None] = {}
-        for ref in wanted:
-            # A repeated inventory line is an item of its own (keyed by its origin), not a workflow.
-            named = [i for i in by_name.get(ref, []) if i.error_code != "DuplicateKey"]
-            if len(named) > 1:
-                named = [i for i in named if not self._gone(i)] or named
-            found[ref] = by_key.get(ref) or (named[0] if len(named) == 1 else named or None)
-        return found
+        return {ref: by_key.get(ref) or pick(by_name.get(ref, []), self._gone) for ref in wanted}
 
     async def judge(self, workflow: Workflow) -> Verdict:
         targets: dict[str, UpstreamTarget] = {}
@@ -123,7 +116,7 @@ class Gate:
                     waits.add(ref)
             elif any(map(self._unread, item if isinstance(item, list) else [item])):
                 waits.add(ref)  # of a name's workflows, one not read yet may be gone from the source
-            elif (why := _blocker(ref, item)) is not None:
+            elif (why := blocker(ref, item)) is not None:
                 return Verdict({}, blocked=why)
             elif not isinstance(item, list) and item.state in READY and item.target_id:
                 targets[ref] = UpstreamTarget(item.key, item.name, item.target_id)
@@ -136,8 +129,7 @@ class Gate:
         a workflow failed behind its upstream is judged again (and recorded) only once not."""
         found = await self._lookup(workflow.upstream_workflows())
         return any(
-            item is not None and ref not in self._mapped and _blocker(ref, item)
-            for ref, item in found.items()
+            item is not None and ref not in self._mapped and blocker(ref, item) for ref, item in found.items()
         )
 
     def hold(self, entry: Entry, row: Item | None, waits_on: Iterable[str]) -> None:
@@ -192,11 +184,25 @@ class Gate:
         return outside, cyclic
 
 
-def _blocker(ref: str, item: Item | list[Item]) -> str | None:
+def pick(named: list[Item], gone: Callable[[Item], bool]) -> Item | list[Item] | None:
+    """What a reference by name resolves to among the items of that name: one item, the items it
+    is ambiguous between, or None. Those ``gone`` from the source count only if all are."""
+    # A repeated inventory line is an item of its own (keyed by its origin), not a workflow.
+    named = [i for i in named if i.error_code != "DuplicateKey"]
+    if len(named) > 1:
+        named = [i for i in named if not gone(i)] or named
+    return named[0] if len(named) == 1 else named or None
+
+
+def ambiguous(ref: str, keys: list[str]) -> str:
+    listed = ", ".join(repr(k) for k in keys)
+    return f"upstream {ref!r} names {len(keys)} workflows ({listed}): refer to one by key"
+
+
+def blocker(ref: str, item: Item | list[Item]) -> str | None:
     """Why a dependant of ``item`` (the workflow ``ref`` names) can never be sent, if so."""
     if isinstance(item, list):
-        keys = ", ".join(repr(i.key) for i in item)
-        return f"upstream {ref!r} names {len(item)} workflows ({keys}): refer to one by key"
+        return ambiguous(ref, [i.key for i in item])
     if item.state in BROKEN:
         return f"upstream workflow {ref!r} is {item.state.value}"
     if item.state is State.ORPHANED and not item.target_id:

@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol
 
 import anyio
@@ -188,6 +188,13 @@ def compare(row: Item, workflow: Workflow, digester: Digester) -> Compared | Non
         return Compared([Move(key, frozenset({row.state}), State.SKIPPED, fields, detail=again), Seen(key)],
                         State.SKIPPED)  # fmt: skip
     if as_last_rendered(row, digest):
+        if upstreams and row.state is State.ORPHANED:
+            # Back in the source: no longer orphaned while it waits to be compared (a --prune
+            # at the end of this run deletes what is orphaned).
+            back = Move(
+                key, frozenset({row.state}), State.SKIPPED, detail=f"in the source again, {UNCHANGED}"
+            )
+            return Compared([back, Seen(key)], resolve=True)
         if upstreams:
             return Compared([Seen(key)], resolve=True)
         if row.state is State.SKIPPED:
@@ -481,6 +488,8 @@ class Pipeline:
         job = self.job.name
         doomed: list[tuple[Item, dict[str, Part]]] = []
         for item in await self.store.in_states(job, [State.ORPHANED]):
+            if item.seen_run == self.run_id:
+                continue  # read this run: in the source, whatever its state says
             parts = await self.store.parts(job, item.key)
             if item.target_id or any(p.state is not State.ORPHANED for p in parts.values()):
                 doomed.append((item, parts))
@@ -703,6 +712,9 @@ class Pipeline:
                     self.observer.settled(compared.settled, earlier=True)  # no work this run
                     continue
                 if compared.resolve:  # stays as it is until its upstreams are compared
+                    assert row is not None
+                    if row.state is State.ORPHANED:  # compare moved it out of orphaned
+                        row = replace(row, state=State.SKIPPED)
                     ready.append((entry, row))
                     continue
             elif row is not None and (row.state in SETTLED_OR_IN_FLIGHT or waiting) and not refused_now:

@@ -31,7 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from migrator.config import JobConfig
-from migrator.engine.gate import BROKEN, READY
+from migrator.engine.gate import BROKEN, READY, ambiguous, blocker, pick
 from migrator.engine.pipeline import (
     BATCH,
     IN_FLIGHT,
@@ -427,8 +427,15 @@ class _Planner:
                 targets[ref] = UpstreamTarget(ref, self.mapped[ref], self.mapped[ref], external=True)
                 continue
             line = self._find(ref)
+            if isinstance(line, list):
+                return {}, ambiguous(ref, line)
             if line is not None:
-                up_key, up_name, action, target_id, stored = line
+                up_key, up_name, action, target_id, stored, planned = line
+                if action == "deferred" and planned == "compare" and target_id:
+                    # The run keeps a workflow it compares with its upstreams in its landed state
+                    # meanwhile: its dependants take it as it is at the target.
+                    targets[ref] = UpstreamTarget(up_key, up_name, target_id)
+                    continue
                 if action == "deferred":
                     return None
                 if action not in ARRIVES:
@@ -440,31 +447,41 @@ class _Planner:
             item = await self._stored(ref)
             if item is None:
                 continue  # outside the job: rendered without it, and the renderer warns
-            if item.state in BROKEN:
-                return {}, f"upstream workflow {ref!r} is {item.state.value}"
+            if (why := blocker(ref, item)) is not None:
+                return {}, why
+            assert not isinstance(item, list)
             if item.state not in READY or not item.target_id:
                 # The run's gate waits for it, and nothing in this source will settle it.
                 return {}, f"upstream workflow {ref!r} is {item.state.value}, not at the target yet"
             targets[ref] = UpstreamTarget(item.key, item.name, item.target_id)
         return targets, ""
 
-    def _find(self, ref: str) -> tuple[str, str, str, str | None, str | None] | None:
-        """A reference by key, else by a name only one workflow of the inventory has."""
-        columns = "SELECT key, name, action, target_id, stored FROM plan"
+    def _find(self, ref: str) -> tuple[str, str, str, str | None, str | None, str | None] | list[str] | None:
+        """A reference by key, else by name, in this inventory: its line, or the keys of the
+        workflows a name is ambiguous between (as the run records them all), or None."""
+        columns = "SELECT key, name, action, target_id, stored, planned_action FROM plan"
         row = self.db.execute(f"{columns} WHERE key = ? AND duplicate = 0", (ref,)).fetchone()
         if row is None:
-            named = self.db.execute(f"{columns} WHERE name = ? AND duplicate = 0 LIMIT 2", (ref,)).fetchall()
-            row = named[0] if len(named) == 1 else None
-        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+            named = self.db.execute(f"{columns} WHERE name = ? AND duplicate = 0", (ref,)).fetchall()
+            if len(named) > 1:
+                return [r[0] for r in named]
+            row = named[0] if named else None
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
 
-    async def _stored(self, ref: str) -> Item | None:
+    async def _stored(self, ref: str) -> Item | list[Item] | None:
+        """A reference this inventory does not answer, as the run's gate finds it in the store
+        (:func:`~migrator.engine.gate.pick`): a workflow this inventory has under another name
+        no longer answers its old one, and in a sync what it does not have is gone."""
         if self.store is None:
             return None
         found = (await self.store.items(self.job.name, [ref])).get(ref)
-        if found is None:
-            named = (await self.store.by_name(self.job.name, [ref])).get(ref, [])
-            found = named[0] if len(named) == 1 else None
-        return found
+        if found is not None:
+            return found
+        named = [
+            i for i in (await self.store.by_name(self.job.name, [ref])).get(ref, []) if not self._known(i.key)
+        ]
+        sync = self.job.mode == "sync"
+        return pick(named, lambda i: i.state is State.ORPHANED or sync)
 
     def _cycles(self) -> None:
         """What is still deferred waits on a cycle: invalid, naming the cycle, as a run decides."""

@@ -16,15 +16,16 @@ import pytest
 
 from migrator.config import Config, JobConfig, SourceConfig, TargetConfig
 from migrator.engine.gate import Gate
-from migrator.engine.pipeline import Outcome, Pipeline
+from migrator.engine.pipeline import Digester, Outcome, Pipeline, compare
 from migrator.engine.plan import planning
 from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
 from migrator.inventory import Entry
+from migrator.model import Workflow
 from migrator.providers.dataworks.render import node_id, workflow_id
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.server import SandboxHandle, running
-from migrator.store import Item, RunCost, State, Store
+from migrator.store import Item, Move, RunCost, State, Store
 from migrator.translate.mapping import Mappings
 from tests.engine.support import provider_config
 
@@ -495,3 +496,67 @@ async def test_a_dependant_submitted_by_an_earlier_release_is_updated_once(
     assert (await migrate(tmp_path, sandbox, records, mode="sync")).exit_code == 0
     assert (await items(tmp_path))["t:D"].state is State.SKIPPED
     assert await calls(sandbox) == before
+
+
+def test_an_orphan_back_in_the_source_leaves_orphaned_before_its_upstreams_are_compared() -> None:
+    """D, orphaned one night, is back unchanged: it was compared only once its upstreams
+    resolved, and stayed `orphaned` while it waited (say, on an upstream parked by the quota),
+    so the night's --prune deleted a workflow that was in the source."""
+    workflow = Workflow.model_validate(wf("D", ("t:U",)))
+    digest = Digester(TargetConfig(provider="dw"))
+    row = Item(
+        "deps", "t:D", "D", "inv:1", "dw", f"{digest(workflow)}+r", f"{digest(workflow)}+r",
+        State.ORPHANED, 1, "T1", None, None, None, 0, None, None, 1, 0.0, 0.0, 1,
+    )  # fmt: skip
+    compared = compare(row, workflow, digest)
+    assert compared is not None
+    assert compared.resolve
+    moves = [c for c in compared.changes if isinstance(c, Move)]
+    assert [(m.expect, m.to) for m in moves] == [(frozenset({State.ORPHANED}), State.SKIPPED)]
+
+
+def _u(sid: str, name: str = "U", upstream: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {**wf(name, upstream), "source": {"system": "t", "id": sid}}
+
+
+@pytest.mark.parametrize(
+    ("nights", "planned"),
+    [
+        pytest.param(
+            [[wf("A", ("t:B",)), wf("B")], [wf("A", ("t:B",)), wf("B", ("t:A",))]],
+            {"t:A": "skip", "t:B": "update"},
+            id="a-changed-workflow-now-depends-on-an-unchanged-dependant-of-its-own",
+        ),
+        pytest.param(
+            [
+                [_u("U"), wf("D", ("U",)), wf("E", ("t:U",))],
+                [_u("U", "V"), wf("D", ("U",)), wf("E", ("t:U",))],
+            ],
+            {"t:U": "update", "t:D": "update", "t:E": "update"},
+            id="an-upstream-renamed",
+        ),
+        pytest.param(
+            [[_u("u1"), wf("D", ("U",))], [_u("u2"), wf("D", ("U",))], [wf("D", ("U",))]],
+            {"t:D": "skip", "t:u1": "orphaned", "t:u2": "orphaned"},
+            id="an-upstream-re-keyed-then-gone",
+        ),
+    ],
+)
+async def test_a_sync_plan_says_what_the_run_then_does_with_dependants(
+    tmp_path: Path, sandbox: SandboxHandle, nights: list[list[dict[str, Any]]], planned: dict[str, str]
+) -> None:
+    """The plan resolved references on its own terms: it took an unchanged workflow compared with
+    its upstreams as deferred (a cycle where the run updated), a renamed upstream's old name as
+    still answering, and a name two orphans share as outside the job (an update every night that
+    the run never made)."""
+    for records in nights[:-1]:
+        assert (await migrate(tmp_path, sandbox, records, mode="sync")).exit_code == 0
+    said = {key: action for key, (action, _) in (await plan(tmp_path, sandbox, nights[-1])).items()}
+    assert said == planned
+    before = await calls(sandbox)
+    outcome = await migrate(tmp_path, sandbox, nights[-1], mode="sync")
+    assert outcome.exit_code == 0
+    found = await items(tmp_path)
+    done = {State.DONE: "update", State.SKIPPED: "skip", State.ORPHANED: "orphaned"}
+    assert {key: done[found[key].state] for key in planned} == planned
+    assert (await calls(sandbox) == before) == ("update" not in planned.values())
