@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from migrator.providers.emr.client import READS as EMR_READS
 from migrator.providers.enos.client import READS as ENOS_READS
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.server import inspect
+from migrator.sandbox.storage import SandboxStore
 from tests.engine.support import Harness, migrator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -396,3 +398,112 @@ def test_a_landed_workflow_whose_record_is_refused_now_is_reported_and_kept_at_t
     assert h.rows("SELECT state, target_id FROM items") == [("done", target_id)]
     h.workflows = [Workflow.model_validate(changed)]
     h.assert_nothing_twice()
+
+
+def _exported(job: Job, out: Path) -> dict[str, dict[str, Any]]:
+    """The target read back as a user would (``migrator export``): records by name, with the
+    target's own ids (source ids, upstream references) put as the names they stand for."""
+    command = [sys.executable, "-m", "migrator", "export", job.kind, "-o", str(out)]
+    command += ["--config", str(job.config)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    names = {f"{r['source']['system']}:{r['source']['id']}": r["name"] for r in records}
+    return {
+        r["name"]: {**r, "source": None, "upstream": sorted(names.get(u, u) for u in r["upstream"])}
+        for r in records
+    }
+
+
+def test_an_emr_update_leaves_nothing_at_the_target_that_the_source_dropped(tmp_path: Path) -> None:
+    """EMR's Modify changes only the fields it is sent. An update that left out what the new
+    version no longer has kept the old version's timeout, environment, run settings, variables,
+    alerts, parent flows, schedule end and resources at the target, and the item was ``done``.
+
+    Settings with a value meaning "none" are sent it, so the target reads back as a fresh
+    migration of the new version. Parent flows, a schedule end and resources cannot be removed
+    by Modify in the sandbox (the documents do not say they can): the item fails, naming each
+    object and what it kept, every night until they are removed by hand; then it lands."""
+    workflows = list(generate(30, seed=23))
+    wf = next(
+        w
+        for w in workflows
+        if w.upstream and w.schedule and w.schedule.end and any(t.resources for t in w.tasks)
+    )
+    (tmp_path / "a").mkdir()
+    job = Job(tmp_path / "a", "emr")
+    job.source(workflows)
+    assert job.run().returncode == 0
+
+    # A new version without the settings that have a "none": it lands, and reads back as new.
+    record = wf.to_record()
+    record |= {"parameters": {}, "alerts": {}}
+    for task in record["tasks"]:
+        task |= {"environment": {}, "timeout": None, "parameters": {}, "variables": [], "max_retries": 0}
+        task["run"] = dict.fromkeys(task["run"])
+    assert any(t.environment or t.timeout or t.variables for t in wf.tasks)
+    second = [Workflow.model_validate(record) if w.key == wf.key else w for w in workflows]
+    job.source(second)
+    synced = job.run()
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert job.states()[wf.key] == "done"
+    (tmp_path / "b").mkdir()
+    fresh = Job(tmp_path / "b", "emr")
+    fresh.source(second)
+    assert fresh.run().returncode == 0
+    assert _exported(job, tmp_path / "a.jsonl")[wf.name] == _exported(fresh, tmp_path / "b.jsonl")[wf.name]
+
+    # Then without its upstream, schedule end and resources, which Modify cannot remove.
+    record["upstream"] = []
+    record["schedule"]["end"] = None
+    for task in record["tasks"]:
+        task["resources"] = []
+    job.source([Workflow.model_validate(record) if w.key == wf.key else w for w in workflows])
+    objects, _ = job.sandbox()
+    flow = objects[wf.name]["flow"]
+    with_resources = [j for j in objects[wf.name]["jobs"] if j["resources"]]
+    parents = {o["flow"]["id"]: n for n, o in objects.items() if o["flow"]["id"] in flow["parent_flows"]}
+    assert parents
+    assert with_resources
+
+    def item() -> tuple[str, str | None, str | None]:
+        conn = sqlite3.connect(job.state)
+        try:
+            query = "SELECT state, error_code, error_message FROM items WHERE key = ?"
+            return conn.execute(query, (wf.key,)).fetchone()  # type: ignore[no-any-return]
+        finally:
+            conn.close()
+
+    def retry() -> None:
+        command = [sys.executable, "-m", "migrator", "retry", str(job.job), "--failed"]
+        command += ["--config", str(job.config)]
+        assert subprocess.run(command, capture_output=True, timeout=60, cwd=ROOT, check=False).returncode == 0
+
+    for _ in ("the night it changed", "retried before it was mended: every part is checked anew"):
+        refused = job.run()
+        assert refused.returncode == 1, refused.stderr[-3000:]
+        state, code, message = item()
+        assert (state, code) == ("failed", "NotCleared"), message
+        assert message is not None
+        for j in with_resources:
+            assert f"job {j['id']} ({j['name']}): resources {j['resources'][0]['path']}" in message
+        for flow_id, name in parents.items():
+            assert f"flow {flow['id']}: parent flows {flow_id} ({name})" in message
+        assert f"schedule end {wf.schedule.end.astimezone(UTC).isoformat()}" in message
+        assert "Remove them in the EMR console" in message
+        retry()
+
+    # Removed by hand in the console, and retried: it lands, and the next night costs nothing.
+    store = SandboxStore(sandbox_data_path(job.state, "emr"))
+    with store.transaction():
+        store.put("flows", flow["id"], {**flow, "parent_flows": [], "end_schedule": None},
+                  name=flow["name"], parent=flow["project_id"])  # fmt: skip
+        for j in with_resources:
+            store.put("flow_jobs", j["id"], {**j, "resources": []}, name=j["name"], parent=j["project_id"])
+    store.close()
+    mended = job.run()
+    assert mended.returncode == 0, mended.stderr[-3000:]
+    assert item() == ("done", None, None)
+    quiet = job.run()
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert ", 0 calls," in quiet.stderr

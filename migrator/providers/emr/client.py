@@ -37,23 +37,24 @@ from migrator.model import Workflow
 from migrator.providers.acs import AcsClient, is_not_found
 from migrator.providers.base import Found, Parts, Polled, Rendered, Submitted, UpstreamTarget
 from migrator.providers.emr.read import EmrDocumentError, folder_path, workflow_from_emr, write_export
-from migrator.providers.emr.render import STOP_SCHEDULE, UNDER_SCHEDULE, FlowPlan, JobPlan, render
+from migrator.providers.emr.render import (
+    FLOW_CLEARED_QUERY,
+    STOP_SCHEDULE,
+    UNDER_SCHEDULE,
+    FlowPlan,
+    JobPlan,
+    listed,
+    render,
+)
 from migrator.store import Item, Part, State
 
 VERSION = "2016-04-08"
 #: Actions that only read (separate quota class where the account has one).
 READS = ("List", "Describe")
 Finder = Callable[[], Awaitable[str | None]]
+#: Brings an object an earlier rendering made in line: what it still holds, None if it is gone.
+Modify = Callable[[str], Awaitable[list[str] | None]]
 PAGE = 100  # below the API's limit of 250
-#: CreateFlowJob parameters that ModifyFlowJob does not take.
-_CREATE_ONLY = frozenset({"Type", "Adhoc", "ParentCategory"})
-
-
-def _listed(data: Mapping[str, Any], outer: str, inner: str) -> list[dict[str, Any]]:
-    """EMR lists are double-wrapped (``Flow.Flow[]``, ``JobList.Job[]``), a legacy of XML."""
-    wrapped = data.get(outer) or {}
-    items = wrapped.get(inner) if isinstance(wrapped, dict) else None
-    return list(items or [])
 
 
 class Emr:
@@ -121,9 +122,12 @@ class Emr:
 
         An update (a sync found the workflow changed) modifies the jobs and the flow an earlier
         run made, in place and by id; tasks that are new get jobs, and jobs of tasks the workflow
-        no longer has are deleted once the flow stops pointing at them.
+        no longer has are deleted once the flow stops pointing at them. What the target still
+        holds that this rendering dropped and EMR cannot remove fails the item once every part
+        was brought as far in line as it can be (see :meth:`_replaced`).
         """
         plan: FlowPlan = rendered.payload
+        held: list[str] = []
         job_folder = await self.category(plan.folder, "JOB")
         flow_folder = await self.category(plan.folder, "FLOW")
         job_ids: dict[str, str] = {}
@@ -133,17 +137,17 @@ class Emr:
             digest = _digest(job.query, job.form)
             modify_job = partial(self._modify_job, job)
             made = _made(parts, job.part) if update else None
-            if made is not None and await self._updated(parts, job.part, made, digest, modify_job):
+            if made is not None and await self._updated(parts, job.part, made, digest, modify_job, held):
                 job_ids[job.task] = made
                 continue
             job_ids[job.task] = await self._ensure(
-                parts, job.part, find_job, create, digest, modify_job, again=made is not None
+                parts, job.part, find_job, create, digest, modify_job, held, again=made is not None
             )
         graph = plan.graph(job_ids)
         digest = _digest(plan.query, plan.form, graph, plan.scheduled)
         flow_id = _made(parts, "flow") if update else None
         modify = partial(self._modify_flow, plan, flow_folder, graph)
-        if flow_id is not None and await self._updated(parts, "flow", flow_id, digest, modify):
+        if flow_id is not None and await self._updated(parts, "flow", flow_id, digest, modify, held):
             await self._drop_stale_jobs(plan, parts)
         else:
             find_flow = self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder, parts)
@@ -154,6 +158,7 @@ class Emr:
                 lambda: self._create_flow(plan, flow_folder, graph, find_flow),
                 digest,
                 modify,
+                held,
                 again=flow_id is not None,
             )
         # Also after an update: a submit resumed with its flow made may have stopped before the
@@ -162,20 +167,30 @@ class Emr:
             await self._ensure(
                 parts, "schedule", None, lambda: self._schedule(plan, flow_folder, graph, flow_id)
             )
+        if held:
+            raise ProviderError(
+                "NotCleared",
+                f"EMR still has what the workflow no longer has, which its Modify cannot remove "
+                f"(a field it is sent no value for stays as it was): {'; '.join(held)}. Remove "
+                "them in the EMR console, then `migrator retry JOB --failed` and run again",
+            )
         return Submitted(flow_id)
 
     @staticmethod
     async def _updated(
-        parts: Parts, part: str, target_id: str, digest: str, modify: Callable[[str], Awaitable[bool]]
+        parts: Parts, part: str, target_id: str, digest: str, modify: Modify, held: list[str]
     ) -> bool:
         """Bring a part an earlier run made in line (no call if its content is the same); False if
-        it is gone at the target."""
+        it is gone at the target. What it still holds is added to ``held``."""
         known = parts.get(part)
         if known is not None and known.content_hash == digest:
             return True
-        if not await modify(target_id):
+        kept = await modify(target_id)
+        if kept is None:
             return False
-        await parts.done(part, target_id, digest)
+        held.extend(kept)
+        # Not known to hold this rendering while it holds more: the next submit modifies it again.
+        await parts.done(part, target_id, None if kept else digest)
         return True
 
     async def _modified(
@@ -190,20 +205,43 @@ class Emr:
             raise
         return True
 
-    async def _modify_job(self, job: JobPlan, job_id: str) -> bool:
-        query = {k: v for k, v in job.query.items() if k not in _CREATE_ONLY}
-        return await self._modified("ModifyFlowJob", job_id, query, job.form)
+    async def _modify_job(self, job: JobPlan, job_id: str) -> list[str] | None:
+        """A job an earlier rendering made, made this one's: what it still holds (see
+        :meth:`_replaced`), None if it is gone."""
+        query, form = job.replacing()
+        if not await self._modified("ModifyFlowJob", job_id, query, form):
+            return None
+        return await self._replaced(f"job {job_id} ({job.name})", job_id, job, "DescribeFlowJob")
 
-    async def _modify_flow(self, plan: FlowPlan, folder: str | None, graph: str, flow_id: str) -> bool:
+    async def _modify_flow(
+        self, plan: FlowPlan, folder: str | None, graph: str, flow_id: str, *, replace: bool = True
+    ) -> list[str] | None:
         """The flow as ``plan`` has it, schedule switch included (a flow's ClientToken names its
-        creation only)."""
+        creation only). ``replace``: it may hold an earlier rendering (see :meth:`_replaced`);
+        not so when it only goes under schedule right after this rendering created it."""
         query, form = self._flow_params(plan, folder, graph)
         query = {k: v for k, v in query.items() if k != "ClientToken"}
+        if replace:
+            query = {**FLOW_CLEARED_QUERY, **query}
         if plan.scheduled:
             query |= {"Status": UNDER_SCHEDULE, "Periodic": "true"}
         else:
             query["Status"] = STOP_SCHEDULE
-        return await self._modified("ModifyFlowForWeb", flow_id, query, form)
+        if not await self._modified("ModifyFlowForWeb", flow_id, query, form):
+            return None
+        return await self._replaced(f"flow {flow_id}", flow_id, plan, "DescribeFlow") if replace else []
+
+    async def _replaced(
+        self, what: str, target_id: str, plan: JobPlan | FlowPlan, describe: str
+    ) -> list[str]:
+        """What a modified object still holds that this rendering dropped and EMR's Modify cannot
+        remove (parent flows, a schedule end, resources), read back: the documents do not say
+        whether an empty value clears them. Its part is then recorded without a digest, so the
+        next submit modifies and checks it again, and takes it once it was mended by hand."""
+        if not plan.leaves_out_unclearable():
+            return []  # this rendering sets each of them, which replaces what was held
+        kept = plan.kept(await self._call(describe, {"Id": target_id}))
+        return [f"{what}: {', '.join(kept)}"] if kept else []
 
     async def _drop_stale_jobs(self, plan: FlowPlan, parts: Parts) -> None:
         """Delete the jobs of tasks the workflow no longer has (the flow no longer points at them)."""
@@ -237,7 +275,8 @@ class Emr:
         find: Finder | None,
         create: Callable[[], Awaitable[str]],
         digest: str | None = None,
-        modify: Callable[[str], Awaitable[bool]] | None = None,
+        modify: Modify | None = None,
+        held: list[str] | None = None,
         *,
         again: bool = False,
     ) -> str:
@@ -246,15 +285,19 @@ class Emr:
 
         A part found by name was made from an earlier rendering (a create killed before its
         answer was recorded, a delete that --prune began): ``modify`` brings it in line with this
-        one before it is taken, since the source may have changed meanwhile.
+        one before it is taken, since the source may have changed meanwhile; what it still holds
+        is added to ``held``.
         """
         known = parts.get(part)
         if known is not None and known.state is State.DONE and known.target_id and not again:
             return known.target_id
         if known is not None and known.state is State.SUBMITTING and find is not None:
             found = await find()
-            if found and (modify is None or await modify(found)):
-                return await self._taken(parts, part, found, digest)
+            kept = ([] if modify is None else await modify(found)) if found else None
+            if found and kept is not None:
+                if held is not None:
+                    held.extend(kept)
+                return await self._taken(parts, part, found, None if kept else digest)
             self._made_for.pop(found or "", None)
         await parts.begin(part)
         return await self._taken(parts, part, await create(), digest)
@@ -278,7 +321,7 @@ class Emr:
             data = await self._call(action, {"Name": name, "PageSize": str(PAGE)})
             named = [
                 str(found["Id"])
-                for found in _listed(data, outer, inner)
+                for found in listed(data, outer, inner)
                 if found.get("Name") == name and (folder is None or found.get("CategoryId") == folder)
             ]
             free: list[str] = []
@@ -319,7 +362,7 @@ class Emr:
 
     async def _schedule(self, plan: FlowPlan, folder: str | None, graph: str, flow_id: str) -> str:
         """EMR creates flows stopped; a scheduled workflow is put under schedule as its own part."""
-        if not await self._modify_flow(plan, folder, graph, flow_id):
+        if await self._modify_flow(plan, folder, graph, flow_id, replace=False) is None:
             raise ProviderError("FLOW_API_FAILED", f"flow [{flow_id}] not exist (deleted meanwhile?)")
         return flow_id
 
@@ -351,15 +394,15 @@ class Emr:
             data = await self._call(
                 "ListFlowCategory", {**scope, "PageNumber": str(page), "PageSize": str(PAGE)}
             )
-            listed = _listed(data, "Categories", "Category")
-            for cat in listed:
+            categories = listed(data, "Categories", "Category")
+            for cat in categories:
                 if (
                     cat.get("Name") == name
                     and cat.get("Type", kind) == kind
                     and cat.get("ParentId") in (parent, None, "")
                 ):
                     return str(cat["Id"])
-            if len(listed) < PAGE:
+            if len(categories) < PAGE:
                 return None
             page += 1
 
@@ -378,10 +421,10 @@ class Emr:
         page = 1
         while True:
             data = await self._call(action, {"PageNumber": str(page), "PageSize": str(PAGE)})
-            listed = _listed(data, outer, inner)
-            for item in listed:
+            items = listed(data, outer, inner)
+            for item in items:
                 yield item
-            if len(listed) < PAGE or page * PAGE >= int(data.get("Total") or 0):
+            if len(items) < PAGE or page * PAGE >= int(data.get("Total") or 0):
                 return
             page += 1
 
@@ -391,8 +434,8 @@ class Emr:
         """Every flow of the project as (ListFlow item, DescribeFlow, its jobs by id, folder path)."""
         jobs: dict[str, dict[str, Any]] = {}
         categories: dict[str, dict[str, Any]] = {}
-        async for listed in self._pages("ListFlow", "Flow", "Flow"):
-            flow = await self._call("DescribeFlow", {"Id": str(listed["Id"])})
+        async for entry in self._pages("ListFlow", "Flow", "Flow"):
+            flow = await self._call("DescribeFlow", {"Id": str(entry["Id"])})
             for job_id in _job_ids(flow):
                 if job_id not in jobs:
                     jobs[job_id] = await self._call("DescribeFlowJob", {"Id": job_id})
@@ -401,12 +444,12 @@ class Emr:
                 categories[category] = await self._call("DescribeFlowCategory", {"Id": category})
                 category = categories[category].get("ParentId")
             mine = {j: jobs[j] for j in _job_ids(flow)}
-            yield listed, flow, mine, folder_path(flow.get("CategoryId"), categories)
+            yield entry, flow, mine, folder_path(flow.get("CategoryId"), categories)
 
     async def project(self) -> dict[str, Any]:
         """The project's ListFlowProject item (a MigrationX dump starts from it)."""
         data = await self._call("ListFlowProject", {"PageSize": str(PAGE)})
-        for found in _listed(data, "Projects", "Project"):
+        for found in listed(data, "Projects", "Project"):
             if found.get("Id") == self.project_id:
                 return found
         raise ProviderError("FLOW_API_FAILED", f"project {self.project_id} not exist")
@@ -415,8 +458,8 @@ class Emr:
         """Write the live project in MigrationX's dump layout, flow by flow; return the flow count."""
         project = await self.project()
         count = 0
-        async for listed, flow, jobs, folder in self.documents():
-            write_export(directory, project, [(listed, {**flow, "Path": folder})], jobs.values())
+        async for entry, flow, jobs, folder in self.documents():
+            write_export(directory, project, [(entry, {**flow, "Path": folder})], jobs.values())
             count += 1
         return count
 

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from migrator import jsontext
@@ -75,6 +75,20 @@ NOT_CARRIED = (
 )
 
 
+#: CreateFlowJob parameters that ModifyFlowJob does not take.
+CREATE_ONLY = frozenset({"Type", "Adhoc", "ParentCategory"})
+#: What an update sends for a setting its rendering leaves out. EMR's Modify actions change only
+#: the fields they are sent (the sandbox does the same), so a timeout, environment or alert an
+#: earlier version set would otherwise stay at the target after the source dropped it. Each value
+#: means "none", as leaving the field out of a create does.
+JOB_CLEARED_QUERY = {"MaxRunningTimeSec": "0", "Mode": "YARN"}
+JOB_CLEARED_FORM = {"ParamConf": "{}", "EnvConf": "{}", "RunConf": "{}"}
+FLOW_CLEARED_QUERY = {"AlertConf": jsontext.text({"items": []}), "ParentFlowList": ""}
+"""``ParentFlowList`` has no value that means "none": it is sent empty, and what the target kept
+is read back (:func:`kept`), as are EndSchedule and a job's ResourceList, which cannot be sent
+empty at all."""
+
+
 @dataclass(frozen=True, slots=True)
 class JobPlan:
     """One ``CreateFlowJob``: ``query`` and ``form`` exactly as sent, less the category."""
@@ -87,6 +101,26 @@ class JobPlan:
     @property
     def part(self) -> str:
         return f"job:{self.task}"
+
+    def replacing(self) -> tuple[dict[str, str], dict[str, str]]:
+        """``ModifyFlowJob``'s query and form for a job an earlier rendering made: this one's
+        settings, and "none" for each one it leaves out."""
+        query = {k: v for k, v in {**JOB_CLEARED_QUERY, **self.query}.items() if k not in CREATE_ONLY}
+        variables = {"scope": "PROJECT", "entityId": self.query["ProjectId"], "variables": []}
+        cleared = {**JOB_CLEARED_FORM, "CustomVariables": jsontext.text(variables)}
+        return query, {**cleared, **self.form}
+
+    def leaves_out_unclearable(self) -> bool:
+        """No ResourceList: a Modify cannot empty one an earlier rendering set."""
+        return not any(name.startswith("ResourceList.") for name in self.form)
+
+    def kept(self, found: Mapping[str, Any]) -> list[str]:
+        """What a job an earlier rendering made (``DescribeFlowJob``'s answer) still holds that
+        this rendering does not and a Modify cannot remove."""
+        if not self.leaves_out_unclearable():
+            return []  # a list sent replaces the one held
+        resources = listed(found, "ResourceList", "Resource")
+        return [f"resources {', '.join(str(r.get('Path')) for r in resources)}"] if resources else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +146,24 @@ class FlowPlan:
     form: dict[str, str]
     scheduled: bool
     warnings: tuple[str, ...] = field(default=())
+
+    def leaves_out_unclearable(self) -> bool:
+        """No parent flows or no schedule end: a Modify cannot remove ones an earlier rendering set."""
+        return "ParentFlowList" not in self.query or "EndSchedule" not in self.query
+
+    def kept(self, found: Mapping[str, Any]) -> list[str]:
+        """What a flow an earlier rendering made (``DescribeFlow``'s answer) still holds that this
+        rendering does not and a Modify cannot remove: parent flows, a schedule end."""
+        held: list[str] = []
+        parents = listed(found, "ParentFlowList", "ParentFlow")
+        if parents and "ParentFlowList" not in self.query:
+            named = (f"{p.get('ParentFlowId')} ({p.get('ParentFlowName')})" for p in parents)
+            held.append(f"parent flows {', '.join(named)}")
+        end = found.get("EndSchedule")
+        if end and "EndSchedule" not in self.query:
+            when = datetime.fromtimestamp(int(end) / 1000, UTC).isoformat(timespec="seconds")
+            held.append(f"schedule end {when}")
+        return held
 
     def graph(self, job_ids: Mapping[str, str]) -> str:
         """The ``Graph`` JSON once every task's job id is known."""
@@ -158,6 +210,14 @@ class FlowPlan:
             for a, b in pairs
         ]
         return jsontext.text({"nodes": nodes, "edges": edges})
+
+
+def listed(data: Mapping[str, Any], outer: str, inner: str) -> list[dict[str, Any]]:
+    """The items of an answer's list: EMR lists are double-wrapped (``Flow.Flow[]``,
+    ``ResourceList.Resource[]``), a legacy of XML."""
+    wrapped = data.get(outer) or {}
+    items = wrapped.get(inner) if isinstance(wrapped, dict) else None
+    return [i for i in items or [] if isinstance(i, dict)]
 
 
 def described(text: str) -> str:

@@ -16,7 +16,9 @@ flow, a page size of 250 or more) comes in EMR's lowercase envelope
 
 Choices where the documentation is silent: a new flow's ``Status`` is ``STOP_SCHEDULE`` (EMR
 schedules a flow only once it is started); ``Periodic`` is true when a cron is set; a job's
-``FailAct`` defaults to ``STOP``, ``mode`` to ``YARN``, retries to 0; fields never set are left
+``FailAct`` defaults to ``STOP``, ``mode`` to ``YARN``, retries to 0; a Modify changes only the
+fields it is sent, a parameter absent or empty leaving its field as it was (so parent flows, an
+end of schedule or resources, once set, cannot be removed through the API); fields never set are left
 out of answers, as the service's JSON serialiser does with nulls; deletes are soft (kept in the
 data file, invisible to every action and to ``GET /_sandbox/objects``).
 """
