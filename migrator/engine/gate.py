@@ -119,7 +119,13 @@ class Gate:
             elif (why := blocker(ref, item)) is not None:
                 return Verdict({}, blocked=why)
             elif not isinstance(item, list) and item.state in READY and item.target_id:
-                targets[ref] = UpstreamTarget(item.key, item.name, item.target_id)
+                if item.key in self._held:
+                    # At the target, but held while a sync compares it: it may be updated (its
+                    # outputs with it), and what it waits on may be this workflow (a cycle the
+                    # source now has, which the stalemate names rather than land).
+                    waits.add(ref)
+                else:
+                    targets[ref] = UpstreamTarget(item.key, item.name, item.target_id)
             else:
                 waits.add(ref)
         return Verdict(targets, frozenset(waits))

@@ -56,6 +56,8 @@ log = structlog.get_logger(__name__)
 IN_FLIGHT = frozenset({State.SUBMITTING, State.SUBMITTED, State.POLLING})
 #: States in which the source record is not (re)submitted by a migration.
 SETTLED_OR_IN_FLIGHT = IN_FLIGHT | {State.DONE, State.SKIPPED, State.FAILED, State.ORPHANED}
+#: Said of a landed workflow whose new version is not sent: what is at the target stays.
+KEPT_AT_TARGET = "; the target keeps the version last submitted"
 #: States of an item that exists at the target as a run left it (a sync compares it with the source).
 LANDED = frozenset({State.DONE, State.SKIPPED, State.ORPHANED})
 BATCH = 200
@@ -723,7 +725,7 @@ class Pipeline:
                     self.observer.settled(row.state, earlier=True)
                 continue
             if workflow is None:
-                kept = "; the target keeps the version last submitted" if refused_now else ""
+                kept = KEPT_AT_TARGET if refused_now else ""
                 changes.append(
                     Record(
                         entry.key,
@@ -850,6 +852,8 @@ class Pipeline:
             self.observer.settled(State.SKIPPED, earlier=True)
             await self.settled(key, name, State.SKIPPED)
             return
+        if row is not None and row.state in LANDED:  # a sync found it changed: not sent
+            message += KEPT_AT_TARGET
         fields = {"error_code": code, "error_message": message}
         await self.store.apply(
             self.job.name, self.run_id, [Move(key, frozenset({State.PENDING}), state, fields)]

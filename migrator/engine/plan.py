@@ -430,13 +430,10 @@ class _Planner:
             if isinstance(line, list):
                 return {}, ambiguous(ref, line)
             if line is not None:
-                up_key, up_name, action, target_id, stored, planned = line
-                if action == "deferred" and planned == "compare" and target_id:
-                    # The run keeps a workflow it compares with its upstreams in its landed state
-                    # meanwhile: its dependants take it as it is at the target.
-                    targets[ref] = UpstreamTarget(up_key, up_name, target_id)
-                    continue
+                up_key, up_name, action, target_id, stored = line
                 if action == "deferred":
+                    # A workflow the run compares with its upstreams is held meanwhile, and its
+                    # dependants wait until it is kept or updated, as for any other.
                     return None
                 if action not in ARRIVES:
                     return {}, f"upstream workflow {ref!r} would be {action}"
@@ -456,17 +453,17 @@ class _Planner:
             targets[ref] = UpstreamTarget(item.key, item.name, item.target_id)
         return targets, ""
 
-    def _find(self, ref: str) -> tuple[str, str, str, str | None, str | None, str | None] | list[str] | None:
+    def _find(self, ref: str) -> tuple[str, str, str, str | None, str | None] | list[str] | None:
         """A reference by key, else by name, in this inventory: its line, or the keys of the
         workflows a name is ambiguous between (as the run records them all), or None."""
-        columns = "SELECT key, name, action, target_id, stored, planned_action FROM plan"
+        columns = "SELECT key, name, action, target_id, stored FROM plan"
         row = self.db.execute(f"{columns} WHERE key = ? AND duplicate = 0", (ref,)).fetchone()
         if row is None:
             named = self.db.execute(f"{columns} WHERE name = ? AND duplicate = 0", (ref,)).fetchall()
             if len(named) > 1:
                 return [r[0] for r in named]
             row = named[0] if named else None
-        return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
 
     async def _stored(self, ref: str) -> Item | list[Item] | None:
         """A reference this inventory does not answer, as the run's gate finds it in the store

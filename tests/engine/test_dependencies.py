@@ -16,7 +16,7 @@ import pytest
 
 from migrator.config import Config, JobConfig, SourceConfig, TargetConfig
 from migrator.engine.gate import Gate
-from migrator.engine.pipeline import Digester, Outcome, Pipeline, compare
+from migrator.engine.pipeline import KEPT_AT_TARGET, Digester, Outcome, Pipeline, compare
 from migrator.engine.plan import planning
 from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
@@ -524,8 +524,8 @@ def _u(sid: str, name: str = "U", upstream: tuple[str, ...] = ()) -> dict[str, A
     [
         pytest.param(
             [[wf("A", ("t:B",)), wf("B")], [wf("A", ("t:B",)), wf("B", ("t:A",))]],
-            {"t:A": "skip", "t:B": "update"},
-            id="a-changed-workflow-now-depends-on-an-unchanged-dependant-of-its-own",
+            {"t:A": "skip", "t:B": "invalid"},
+            id="a-changed-workflow-closes-a-cycle-through-an-unchanged-dependant-of-its-own",
         ),
         pytest.param(
             [
@@ -548,15 +548,22 @@ async def test_a_sync_plan_says_what_the_run_then_does_with_dependants(
     """The plan resolved references on its own terms: it took an unchanged workflow compared with
     its upstreams as deferred (a cycle where the run updated), a renamed upstream's old name as
     still answering, and a name two orphans share as outside the job (an update every night that
-    the run never made)."""
+    the run never made).
+
+    A changed workflow that now depends on an unchanged dependant of its own closes a cycle: the
+    run took that dependant as it stood at the target and landed the cycle on DataWorks (EMR
+    refused it). Now both refuse it, and the target keeps the version last submitted."""
     for records in nights[:-1]:
         assert (await migrate(tmp_path, sandbox, records, mode="sync")).exit_code == 0
     said = {key: action for key, (action, _) in (await plan(tmp_path, sandbox, nights[-1])).items()}
     assert said == planned
     before = await calls(sandbox)
     outcome = await migrate(tmp_path, sandbox, nights[-1], mode="sync")
-    assert outcome.exit_code == 0
+    assert outcome.exit_code == (1 if "invalid" in planned.values() else 0)
     found = await items(tmp_path)
-    done = {State.DONE: "update", State.SKIPPED: "skip", State.ORPHANED: "orphaned"}
+    done = {State.DONE: "update", State.SKIPPED: "skip", State.ORPHANED: "orphaned", State.INVALID: "invalid"}
     assert {key: done[found[key].state] for key in planned} == planned
+    for key in (k for k, action in planned.items() if action == "invalid"):
+        assert found[key].error_code == "DependencyCycle"
+        assert str(found[key].error_message).endswith(KEPT_AT_TARGET)
     assert (await calls(sandbox) == before) == ("update" not in planned.values())
