@@ -247,8 +247,9 @@ class PartLog:
         return await self._store.part_owner(target_id, self._job, self.key)
 
     async def begin(self, part: str) -> None:
+        since = self._store.now()
         await self._store.apply(self._job, self._run_id, [PartMove(self.key, part, State.SUBMITTING)])
-        self._parts[part] = Part(part, State.SUBMITTING, None)
+        self._parts[part] = Part(part, State.SUBMITTING, None, since=since)
 
     async def done(self, part: str, target_id: str, content_hash: str | None = None) -> None:
         move = PartMove(self.key, part, State.DONE, target_id, content_hash)

@@ -178,6 +178,9 @@ class Part:
     state: State
     target_id: str | None
     content_hash: str | None = None
+    since: float | None = None
+    """When it reached ``state`` (by the store's clock): for a part left ``submitting``, when its
+    create was begun, so an object of its name made well before is known not to be its."""
 
 
 Change = Record | Move | Seen | PartMove | Reached
@@ -230,6 +233,10 @@ class Store:
         self._clock = clock
         self._pending: list[_Waiter] = []
         self._committing = False
+
+    def now(self) -> float:
+        """The store's clock, which stamps what it records."""
+        return self._clock()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -387,9 +394,10 @@ class Store:
 
     async def parts(self, job: str, key: str) -> dict[str, Part]:
         rows = await self._fetchall(
-            "SELECT part, state, target_id, content_hash FROM parts WHERE job = ? AND key = ?", (job, key)
+            "SELECT part, state, target_id, content_hash, updated_at FROM parts WHERE job = ? AND key = ?",
+            (job, key),
         )
-        return {r[0]: Part(r[0], State(r[1]), r[2], r[3]) for r in rows}
+        return {r[0]: Part(r[0], State(r[1]), r[2], r[3], r[4]) for r in rows}
 
     # `INDEXED BY items_by_state`: without statistics SQLite prefers the primary key's (job)
     # prefix and visits every row of the job, half a second for a million, at every run's start.

@@ -24,9 +24,11 @@ import anyio
 import pytest
 
 from migrator.engine.pipeline import BATCH
+from migrator.engine.target import sandbox_data_path
 from migrator.model import Workflow
 from migrator.sample import generate, write_jsonl
 from migrator.sandbox.faults import quota_day
+from migrator.sandbox.storage import SandboxStore
 from tests.engine.support import KINDS, ROOT, Harness, migrator
 
 #: Workflows per run: an EMR workflow is about ten calls (a job per task, the flow, its schedule).
@@ -432,3 +434,53 @@ def test_emr_a_create_resumed_after_a_kill_takes_its_own_flow_not_its_twins(tmp_
     assert again.returncode == 0, again.stderr[-3000:]
     assert h.states() == {"done": 2}
     _assert_each_runs_its_own(h)
+
+
+def test_emr_objects_made_by_hand_long_before_are_not_taken_after_unanswered_creates(tmp_path: Path) -> None:
+    """Flows and jobs with the workflows' names were in the target folders already, made a day
+    before (by hand, by another tool). After an unanswered create the client looked its object
+    up by name and took the one made by hand, modifying it into the workflow: someone else's flow
+    overwritten, and the item done on it. Objects of the name made well before the create was
+    begun are no longer taken; the create's own object is, when its answer was lost."""
+    workflows = [Workflow.model_validate({**w.to_record(), "upstream": []}) for w in generate(8, seed=43)]
+    (tmp_path / "by_hand").mkdir()
+    (tmp_path / "run").mkdir()
+    by_hand = Harness(tmp_path / "by_hand", "emr", workflows, "", concurrency=1)
+    by_hand.write("")
+    assert by_hand.run().returncode == 0
+    h = Harness(tmp_path / "run", "emr", workflows, "", concurrency=1)
+    h.write("server_error = 0.1\nreset = 0.1")
+    # The same sandbox, its objects made a day ago and tracked by nothing in this job's store.
+    source = sqlite3.connect(sandbox_data_path(by_hand.state, "emr"))
+    with sqlite3.connect(sandbox_data_path(h.state, "emr")) as copy:
+        source.backup(copy)
+    copy.close()
+    source.close()
+    store = SandboxStore(sandbox_data_path(h.state, "emr"))
+    with store.transaction():
+        for flow in store.objects("flows"):  # a flow made by hand has no ClientToken of ours
+            store.delete_children("flow_client_tokens", flow["id"])
+        for kind in ("flows", "flow_jobs"):
+            for body in store.objects(kind):
+                aged = {**body, "gmt_create": body["gmt_create"] - 86_400_000}
+                store.put(kind, body["id"], aged, name=body["name"], parent=body["project_id"])
+    store.close()
+    made, _ = h.sandbox()
+    results = h.converge(runs=8)
+    assert results[-1].returncode == 0, results[-1].stderr[-3000:]
+    assert h.states() == {"done": len(workflows)}
+    objects, calls = h.sandbox()
+    unanswered = {
+        action: sum(n for outcome, n in calls.get(action, {}).items() if outcome != "ok")
+        for action in ("CreateFlowJob", "CreateFlowForWeb")
+    }
+    assert all(unanswered.values()), unanswered
+    for kind in ("flows", "jobs"):
+        now = {o["id"]: o for o in objects[kind]}
+        changed = [(o, now[o["id"]]) for o in made[kind] if now[o["id"]] != o]
+        diffs = [{k: (a.get(k), b.get(k)) for k in a if a.get(k) != b.get(k)} for a, b in changed]
+        assert not changed, f"{kind} made by hand were modified: {diffs}"
+    by_id = {o["id"] for kind in ("flows", "jobs") for o in made[kind]}
+    taken = {t for (t,) in h.rows("SELECT target_id FROM parts UNION SELECT target_id FROM items")}
+    assert not taken & by_id, "an object made by hand taken as a workflow's"
+    assert len(objects["flows"]) == 2 * len(workflows), "one flow of each workflow's own, no more"

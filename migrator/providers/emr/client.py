@@ -9,8 +9,9 @@ the object up by name in its folder before creating it again. The flow also carr
 A name is not an identity: EMR takes two flows or jobs of one name in one folder, and two
 workflows can render to one name (the same name from two source systems; job names are
 ``workflow.task``). An object found by name is taken only if it is no other item's: not made
-for another item by this process, nor recorded as another item's part in the store. Two such
-objects left fail the item rather than take either.
+for another item by this process, nor recorded as another item's part in the store, nor made
+(by hand, say) well before this item's create was begun. Two such objects left fail the item
+rather than take either.
 
 Folders are categories (a FLOW tree for flows, a JOB tree for jobs), found or created once per
 path and shared by every workflow of the run.
@@ -55,6 +56,9 @@ Finder = Callable[[], Awaitable[str | None]]
 #: Brings an object an earlier rendering made in line: what it still holds, None if it is gone.
 Modify = Callable[[str], Awaitable[list[str] | None]]
 PAGE = 100  # below the API's limit of 250
+#: The skew between a request's signed timestamp and the gateway's clock it accepts (15 minutes,
+#: else InvalidTimeStamp.Expired): a client whose calls are answered is that close to EMR's clock.
+CLOCK_SKEW = 15 * 60
 
 
 class Emr:
@@ -132,7 +136,7 @@ class Emr:
         flow_folder = await self.category(plan.folder, "FLOW")
         job_ids: dict[str, str] = {}
         for job in plan.jobs:
-            find_job = self._finder("ListFlowJob", "JobList", "Job", job.name, job_folder, parts)
+            find_job = self._finder("ListFlowJob", "JobList", "Job", job.name, job_folder, parts, job.part)
             create = partial(self._create_job, job, job_folder, find_job)
             digest = _digest(job.query, job.form)
             modify_job = partial(self._modify_job, job)
@@ -150,7 +154,7 @@ class Emr:
         if flow_id is not None and await self._updated(parts, "flow", flow_id, digest, modify, held):
             await self._drop_stale_jobs(plan, parts)
         else:
-            find_flow = self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder, parts)
+            find_flow = self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder, parts, "flow")
             flow_id = await self._ensure(
                 parts,
                 "flow",
@@ -313,16 +317,22 @@ class Emr:
         return target_id
 
     def _finder(
-        self, action: str, outer: str, inner: str, name: str, folder: str | None, parts: Parts
+        self, action: str, outer: str, inner: str, name: str, folder: str | None, parts: Parts, part: str
     ) -> Finder:
-        """The object of ``name`` in ``folder`` that may be this item's (see the module's docstring)."""
+        """The object of ``name`` in ``folder`` that may be ``part`` of this item (see the module's
+        docstring): not one made before its create was begun (by hand, say), give or take the
+        clock skew EMR's gateway allows, nor one that is another item's."""
 
         async def find() -> str | None:
             data = await self._call(action, {"Name": name, "PageSize": str(PAGE)})
+            known = parts.get(part)
+            since = known.since if known is not None and known.state is State.SUBMITTING else None
             named = [
                 str(found["Id"])
                 for found in listed(data, outer, inner)
-                if found.get("Name") == name and (folder is None or found.get("CategoryId") == folder)
+                if found.get("Name") == name
+                and (folder is None or found.get("CategoryId") == folder)
+                and not _made_before(found, since)
             ]
             free: list[str] = []
             for object_id in named:
@@ -480,6 +490,13 @@ class Emr:
 def _digest(*content: Any) -> str:
     """What a part was sent with, to tell on an update whether it changed."""
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _made_before(found: Mapping[str, Any], since: float | None) -> bool:
+    """Whether a listed object was made before ``since`` (epoch seconds) by more than the clock
+    skew the gateway allows a signed request (so this client's clock is within it of EMR's)."""
+    created = str(found.get("GmtCreate"))
+    return since is not None and created.isdigit() and int(created) / 1000 < since - CLOCK_SKEW
 
 
 def _made(parts: Parts, part: str) -> str | None:
