@@ -400,6 +400,74 @@ def test_a_landed_workflow_whose_record_is_refused_now_is_reported_and_kept_at_t
     h.assert_nothing_twice()
 
 
+def test_an_emr_update_gives_a_task_of_a_new_kind_a_new_job_and_moves_the_flow(tmp_path: Path) -> None:
+    """A job's Type is create-only in EMR, and the flow's folder was not in what an update
+    compared: a task whose kind changed kept a job of the old type (its code run by the old
+    engine), and a workflow moved to another folder stayed in the old one; both were ``done``.
+
+    The task gets a new job of its new type, the old job is deleted once the flow no longer
+    points at it, and the flow moves: the target reads back as a fresh migration of the new
+    version. A schedule the source dropped, which a Modify cannot remove, fails the item with
+    the flow stopped, naming what it kept."""
+    workflows = list(generate(30, seed=23))
+    wf = next(
+        w
+        for w in workflows
+        if w.schedule and not w.schedule.paused and any(t.kind == "hive_sql" for t in w.tasks)
+    )
+    (tmp_path / "a").mkdir()
+    job = Job(tmp_path / "a", "emr")
+    job.source(workflows)
+    assert job.run().returncode == 0
+    objects, _ = job.sandbox()
+    before = {j["name"]: j for j in objects[wf.name]["jobs"]}
+
+    record = wf.to_record()
+    changed = next(t for t in record["tasks"] if t["kind"] == "hive_sql")
+    changed["kind"] = "spark_sql"
+    moved = next(w for w in workflows if w.key != wf.key)  # only moved: its flow is the same
+    changes = {wf.key: record, moved.key: moved.to_record() | {"folder": "moved/here"}}
+    second = [Workflow.model_validate(changes[w.key]) if w.key in changes else w for w in workflows]
+    job.source(second)
+    synced = job.run()
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert job.states()[wf.key] == job.states()[moved.key] == "done"
+    (tmp_path / "b").mkdir()
+    fresh = Job(tmp_path / "b", "emr")
+    fresh.source(second)
+    assert fresh.run().returncode == 0
+    exported = _exported(job, tmp_path / "a.jsonl")
+    assert {n: exported[n] for n in (wf.name, moved.name)} == {
+        n: r for n, r in _exported(fresh, tmp_path / "b.jsonl").items() if n in (wf.name, moved.name)
+    }
+    assert exported[moved.name]["folder"] == "mig/moved/here"
+    objects, _ = job.sandbox()
+    after = {j["name"]: j for j in objects[wf.name]["jobs"]}
+    assert after.keys() == before.keys()
+    renewed = {n for n in after if after[n]["id"] != before[n]["id"]}
+    assert renewed == {f"{wf.name}.{changed['name']}"}
+    assert [after[n]["type"] for n in renewed] == ["SPARK_SQL"]
+    mine = {j["id"] for j in before.values()} | {j["id"] for j in after.values()}
+    raw, _ = anyio.run(inspect, "emr", sandbox_data_path(job.state, "emr"))
+    live = {j["id"] for j in raw["jobs"]}
+    assert mine & live == {j["id"] for j in after.values()}  # the old job is deleted
+
+    record["schedule"] = None
+    job.source([Workflow.model_validate(record) if w.key == wf.key else w for w in workflows])
+    refused = job.run()
+    assert refused.returncode == 1, refused.stderr[-3000:]
+    conn = sqlite3.connect(job.state)
+    try:
+        query = "SELECT state, error_code, error_message FROM items WHERE key = ?"
+        state, code, message = conn.execute(query, (wf.key,)).fetchone()
+    finally:
+        conn.close()
+    assert (state, code) == ("failed", "NotCleared"), message
+    flow = job.sandbox()[0][wf.name]["flow"]
+    assert f"flow {flow['id']}: schedule {flow['cron']} (stopped)" in message
+    assert flow["status"] == "STOP_SCHEDULE"
+
+
 def _exported(job: Job, out: Path) -> dict[str, dict[str, Any]]:
     """The target read back as a user would (``migrator export``): records by name, with the
     target's own ids (source ids, upstream references) put as the names they stand for."""

@@ -139,7 +139,7 @@ class Emr:
             find_job = self._finder("ListFlowJob", "JobList", "Job", job.name, job_folder, parts, job.part)
             create = partial(self._create_job, job, job_folder, find_job)
             digest = _digest(job.query, job.form)
-            modify_job = partial(self._modify_job, job)
+            modify_job = partial(self._modify_job, job, parts)
             made = _made(parts, job.part) if update else None
             if made is not None and await self._updated(parts, job.part, made, digest, modify_job, held):
                 job_ids[job.task] = made
@@ -148,12 +148,10 @@ class Emr:
                 parts, job.part, find_job, create, digest, modify_job, held, again=made is not None
             )
         graph = plan.graph(job_ids)
-        digest = _digest(plan.query, plan.form, graph, plan.scheduled)
+        digest = _digest(plan.query, plan.form, graph, plan.scheduled, flow_folder)
         flow_id = _made(parts, "flow") if update else None
         modify = partial(self._modify_flow, plan, flow_folder, graph)
-        if flow_id is not None and await self._updated(parts, "flow", flow_id, digest, modify, held):
-            await self._drop_stale_jobs(plan, parts)
-        else:
+        if flow_id is None or not await self._updated(parts, "flow", flow_id, digest, modify, held):
             find_flow = self._finder("ListFlow", "Flow", "Flow", plan.name, flow_folder, parts, "flow")
             flow_id = await self._ensure(
                 parts,
@@ -165,6 +163,8 @@ class Emr:
                 held,
                 again=flow_id is not None,
             )
+        # The flow now points at this rendering's jobs only, however it was brought in line.
+        await self._drop_stale_jobs(plan, parts)
         # Also after an update: a submit resumed with its flow made may have stopped before the
         # schedule (a flow modified with a schedule has it already: its part is then one call).
         if plan.scheduled:
@@ -209,13 +209,29 @@ class Emr:
             raise
         return True
 
-    async def _modify_job(self, job: JobPlan, job_id: str) -> list[str] | None:
-        """A job an earlier rendering made, made this one's: what it still holds (see
-        :meth:`_replaced`), None if it is gone."""
+    async def _modify_job(self, job: JobPlan, parts: Parts, job_id: str) -> list[str] | None:
+        """A job an earlier rendering made, made this one's: what it still holds that a Modify
+        cannot remove, None if it is gone or of another type.
+
+        ``Type`` is create-only: a task whose kind changed gets a new job, and the old one is
+        kept as a part of its own (``job:TASK@FJ-...``) until the flow stops pointing at it and
+        it is deleted like a removed task's job. The job is read first to know its type; what it
+        holds that a Modify cannot remove (resources not sent) reads the same after the Modify.
+        """
+        try:
+            found = await self._call("DescribeFlowJob", {"Id": job_id})
+        except ProviderError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        if found.get("Type") != job.query["Type"]:
+            await parts.done(f"{job.part}@{job_id}", job_id)
+            return None
         query, form = job.replacing()
         if not await self._modified("ModifyFlowJob", job_id, query, form):
             return None
-        return await self._replaced(f"job {job_id} ({job.name})", job_id, job, "DescribeFlowJob")
+        kept = job.kept(found)
+        return [f"job {job_id} ({job.name}): {', '.join(kept)}"] if kept else []
 
     async def _modify_flow(
         self, plan: FlowPlan, folder: str | None, graph: str, flow_id: str, *, replace: bool = True
@@ -233,19 +249,17 @@ class Emr:
             query["Status"] = STOP_SCHEDULE
         if not await self._modified("ModifyFlowForWeb", flow_id, query, form):
             return None
-        return await self._replaced(f"flow {flow_id}", flow_id, plan, "DescribeFlow") if replace else []
+        return await self._replaced(plan, flow_id) if replace else []
 
-    async def _replaced(
-        self, what: str, target_id: str, plan: JobPlan | FlowPlan, describe: str
-    ) -> list[str]:
-        """What a modified object still holds that this rendering dropped and EMR's Modify cannot
-        remove (parent flows, a schedule end, resources), read back: the documents do not say
-        whether an empty value clears them. Its part is then recorded without a digest, so the
-        next submit modifies and checks it again, and takes it once it was mended by hand."""
+    async def _replaced(self, plan: FlowPlan, flow_id: str) -> list[str]:
+        """What a modified flow still holds that this rendering dropped and EMR's Modify cannot
+        remove (parent flows, a schedule, its end), read back: the documents do not say whether
+        an empty value clears them. Its part is then recorded without a digest, so the next
+        submit modifies and checks it again, and takes it once it was mended by hand."""
         if not plan.leaves_out_unclearable():
             return []  # this rendering sets each of them, which replaces what was held
-        kept = plan.kept(await self._call(describe, {"Id": target_id}))
-        return [f"{what}: {', '.join(kept)}"] if kept else []
+        kept = plan.kept(await self._call("DescribeFlow", {"Id": flow_id}))
+        return [f"flow {flow_id}: {', '.join(kept)}"] if kept else []
 
     async def _drop_stale_jobs(self, plan: FlowPlan, parts: Parts) -> None:
         """Delete the jobs of tasks the workflow no longer has (the flow no longer points at them)."""
@@ -334,10 +348,13 @@ class Emr:
                 and (folder is None or found.get("CategoryId") == folder)
                 and not _made_before(found, since)
             ]
+            # This item's other parts: a job kept until its flow lets go of it (see _modify_job).
+            own = {p.target_id for n, p in parts.known().items() if n != part}
             free: list[str] = []
             for object_id in named:
                 if (
-                    self._made_for.get(object_id, parts.key) == parts.key
+                    object_id not in own
+                    and self._made_for.get(object_id, parts.key) == parts.key
                     and await parts.owner(object_id) is None
                 ):
                     free.append(object_id)

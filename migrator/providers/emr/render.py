@@ -83,10 +83,10 @@ CREATE_ONLY = frozenset({"Type", "Adhoc", "ParentCategory"})
 #: means "none", as leaving the field out of a create does.
 JOB_CLEARED_QUERY = {"MaxRunningTimeSec": "0", "Mode": "YARN"}
 JOB_CLEARED_FORM = {"ParamConf": "{}", "EnvConf": "{}", "RunConf": "{}"}
-FLOW_CLEARED_QUERY = {"AlertConf": jsontext.text({"items": []}), "ParentFlowList": ""}
-"""``ParentFlowList`` has no value that means "none": it is sent empty, and what the target kept
-is read back (:func:`kept`), as are EndSchedule and a job's ResourceList, which cannot be sent
-empty at all."""
+FLOW_CLEARED_QUERY = {"AlertConf": jsontext.text({"items": []}), "ParentFlowList": "", "CronExpr": ""}
+"""``ParentFlowList`` and ``CronExpr`` have no value that means "none": they are sent empty, and
+what the target kept is read back (:func:`kept`), as are EndSchedule and a job's ResourceList,
+which cannot be sent empty at all. (A flow whose schedule the source dropped is also stopped.)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,17 +148,21 @@ class FlowPlan:
     warnings: tuple[str, ...] = field(default=())
 
     def leaves_out_unclearable(self) -> bool:
-        """No parent flows or no schedule end: a Modify cannot remove ones an earlier rendering set."""
-        return "ParentFlowList" not in self.query or "EndSchedule" not in self.query
+        """No parent flows, schedule or schedule end: a Modify cannot remove ones an earlier
+        rendering set."""
+        return not {"ParentFlowList", "CronExpr", "EndSchedule"} <= self.query.keys()
 
     def kept(self, found: Mapping[str, Any]) -> list[str]:
         """What a flow an earlier rendering made (``DescribeFlow``'s answer) still holds that this
-        rendering does not and a Modify cannot remove: parent flows, a schedule end."""
+        rendering does not and a Modify cannot remove: parent flows, a schedule, its end."""
         held: list[str] = []
         parents = listed(found, "ParentFlowList", "ParentFlow")
         if parents and "ParentFlowList" not in self.query:
             named = (f"{p.get('ParentFlowId')} ({p.get('ParentFlowName')})" for p in parents)
             held.append(f"parent flows {', '.join(named)}")
+        cron = found.get("CronExpr")
+        if cron and "CronExpr" not in self.query:
+            held.append(f"schedule {cron} (stopped)")
         end = found.get("EndSchedule")
         if end and "EndSchedule" not in self.query:
             when = datetime.fromtimestamp(int(end) / 1000, UTC).isoformat(timespec="seconds")
