@@ -468,6 +468,44 @@ def test_an_emr_update_gives_a_task_of_a_new_kind_a_new_job_and_moves_the_flow(t
     assert flow["status"] == "STOP_SCHEDULE"
 
 
+def test_an_enos_update_moves_the_flow_and_adds_or_drops_its_schedule(tmp_path: Path) -> None:
+    """EnOS's ``save`` has no folder and refuses another scheduling type: a workflow moved with
+    its tasks unchanged stayed in the old folder, ``done``; a schedule added or dropped failed
+    every night (62102). Each is now imported again, as a task change is, and the target reads
+    back as a fresh migration of the new version."""
+    workflows = list(generate(30, seed=23))
+    referenced = {d.workflow for w in workflows for d in w.upstream}
+    # No other flow links to them: EnOS refuses to delete a flow that others link to (62104).
+    scheduled = [w for w in workflows if w.schedule and not {w.key, w.name} & referenced]
+    moved, dropped, added = scheduled[0], scheduled[1], scheduled[2]
+    records = {w.key: w.to_record() for w in (moved, dropped, added)}
+    records[added.key]["schedule"] = None  # the first version has none
+    first = [Workflow.model_validate(records.get(w.key, w.to_record())) for w in workflows]
+    (tmp_path / "a").mkdir()
+    job = Job(tmp_path / "a", "enos")
+    job.source(first)
+    assert job.run().returncode == 0
+
+    records[moved.key]["folder"] = "moved/here"
+    records[dropped.key]["schedule"] = None
+    records[added.key]["schedule"] = added.to_record()["schedule"]
+    second = [Workflow.model_validate(records.get(w.key, w.to_record())) for w in workflows]
+    job.source(second)
+    synced = job.run()
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert {job.states()[w.key] for w in (moved, dropped, added)} == {"done"}
+    (tmp_path / "b").mkdir()
+    fresh = Job(tmp_path / "b", "enos")
+    fresh.source(second)
+    assert fresh.run().returncode == 0
+    names = {moved.name, dropped.name, added.name}
+    exported = {n: r for n, r in _exported(job, tmp_path / "a.jsonl").items() if n in names}
+    assert exported == {n: r for n, r in _exported(fresh, tmp_path / "b.jsonl").items() if n in names}
+    assert exported[moved.name]["folder"] == "mig/moved/here"
+    assert exported[dropped.name]["schedule"] is None
+    assert exported[added.name]["schedule"] is not None
+
+
 def _exported(job: Job, out: Path) -> dict[str, dict[str, Any]]:
     """The target read back as a user would (``migrator export``): records by name, with the
     target's own ids (source ids, upstream references) put as the names they stand for."""

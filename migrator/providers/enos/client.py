@@ -246,6 +246,7 @@ class Enos:
         self._dirs: dict[str, dict[str, Any]] = {}  # path -> its node in the directory tree
         self._dir_locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
         self._tree: list[dict[str, Any]] | None = None
+        self._placed: dict[str, str] | None = None  # flowId -> folder, as first asked (see _folder_of)
         self._naming: dict[str, anyio.Lock] = {}  # flow name -> held while one import of it is decided
 
     async def _call(
@@ -344,8 +345,9 @@ class Enos:
 
         ``save`` keeps the flow id and its task ids, and changes the flow's own settings and its
         graph; it only names tasks by the ids the target has, so it cannot add a task, change a
-        task's definition or set task links. For those the flow is deleted and imported again
-        (a new flow id). EnOS refuses to delete a flow other flows depend on (62104): the update
+        task's definition or set task links, and it has no folder and refuses another scheduling
+        type (a schedule added or dropped). For those the flow is deleted and imported again (a
+        new flow id). EnOS refuses to delete a flow other flows depend on (62104): the update
         then fails with that reason, and the flow stays as it was.
         """
         try:
@@ -355,10 +357,15 @@ class Enos:
                 raise
             return await self._import(plan, parts)  # deleted at the target: import it again
         struct = plan.body["flowJson"]
-        same_tasks = current.get("tasks") == struct["tasks"] and (current.get("taskLinks") or []) == (
+        if current.get("tasks") != struct["tasks"] or (current.get("taskLinks") or []) != (
             struct.get("taskLinks") or []
-        )
-        if same_tasks:
+        ):
+            changed = "its tasks changed"
+        elif current.get("type") != struct["type"]:
+            changed = "its schedule was added or dropped"
+        elif await self._folder_of(flow_id) != _path(plan.folder):
+            changed = "it moved to another folder"
+        else:
             await self._save(flow_id, plan)
             return flow_id
         try:
@@ -367,8 +374,8 @@ class Enos:
             if exc.code == "62104":
                 raise ProviderError(
                     exc.code,
-                    f"{exc.message}: its tasks changed, and EnOS changes tasks only by importing the "
-                    "flow again, which needs it deleted; update its dependants' links by hand, or "
+                    f"{exc.message}: {changed}, and EnOS changes that only by importing the flow "
+                    "again, which needs it deleted; update its dependants' links by hand, or "
                     "delete them first",
                     request_id=exc.request_id,
                 ) from None
@@ -472,6 +479,13 @@ class Enos:
             if flow.get("flowName") == name:
                 return str(flow["flowId"])
         return None
+
+    async def _folder_of(self, flow_id: str) -> str | None:
+        """The folder a flow an earlier run made is in. The tree is read once per run (it lists
+        every flow) and again only for a flow it did not have, one this run imported."""
+        if self._placed is None or flow_id not in self._placed:
+            self._placed = await self._folders()
+        return self._placed.get(flow_id)
 
     async def _dir_tree(self) -> list[dict[str, Any]]:
         if self._tree is None:
@@ -589,6 +603,11 @@ def _call_name(url: URL) -> str:
     *_, resource, last = url.path.split("/")
     action = url.query.get("action")
     return f"{last}.{action}" if action else f"{resource}.{last}"
+
+
+def _path(folder: str) -> str:
+    """A folder as :meth:`Enos._folders` spells it: names joined by "/", none empty."""
+    return "/".join(p for p in folder.split("/") if p)
 
 
 def _gone(exc: ProviderError) -> bool:
