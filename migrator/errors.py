@@ -27,6 +27,10 @@ class Action(StrEnum):
     """The access token expired: renew it and send again."""
     FAIL = "fail"
     """This request is wrong: the item fails with the provider's code."""
+    TAKEN = "taken"
+    """The name is another object's at the target: the item is sent once more when the run's
+    other submits have settled (another workflow renamed in the same run may be giving it up),
+    and fails if it is still taken then."""
     SUSPECT = "suspect"
     """A refused signature: stops the provider if the account never worked or it repeats (a bad
     secret); otherwise this request goes back to be sent by a later run."""
@@ -39,10 +43,10 @@ class Action(StrEnum):
     def fails_item(self) -> bool:
         """The answer is about this request: the item it was for fails with the provider's code.
 
-        Only ``fail``: a refused signature (``suspect``) may be a rotated secret rather than this
-        request, so its item goes back to ``pending`` instead of failing.
+        ``fail`` and ``taken``: a refused signature (``suspect``) may be a rotated secret rather
+        than this request, so its item goes back to ``pending`` instead of failing.
         """
-        return self is Action.FAIL
+        return self is Action.FAIL or self is Action.TAKEN
 
     @property
     def unexecuted(self) -> bool:

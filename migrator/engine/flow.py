@@ -221,7 +221,7 @@ class Flow:
                 stopped = self._stops(action, error, resigned)
                 if stopped is not None:
                     raise stopped from error
-                if action is Action.FAIL:
+                if action.fails_item:
                     self.circuit.answered()
                     raise error
                 if action is Action.SUSPECT:

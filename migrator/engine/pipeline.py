@@ -31,7 +31,7 @@ from migrator.engine.frontier import Frontier
 from migrator.engine.gate import Gate, Verdict
 from migrator.engine.poller import Poller
 from migrator.engine.source import Inventory, Source
-from migrator.errors import ProviderError, ProviderStopped, TranslationError
+from migrator.errors import Action, ProviderError, ProviderStopped, TranslationError
 from migrator.inventory import Entry
 from migrator.log import moment
 from migrator.model import Workflow
@@ -97,6 +97,8 @@ class Work:
     attempts: int
     retries: int
     update: bool = False
+    deferred: bool = False
+    """Sent again after its name was taken (see ``Action.TAKEN``): a second refusal fails it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +312,8 @@ class Pipeline:
     digest: Digester = field(init=False)
     _wake_tx: MemoryObjectSendStream[str] = field(init=False)
     _wake_rx: MemoryObjectReceiveStream[str] = field(init=False)
+    _deferred: list[Work] = field(default_factory=list)
+    """Submits refused a name another object holds, sent again once the rest has settled."""
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.store, self.job.name, self.job.target.mappings.upstreams)
@@ -886,14 +890,27 @@ class Pipeline:
                     continue
                 if not self.translated.is_set():
                     continue
-                if not self.gate.held:
+                if not self.gate.held and not self._deferred and not self.in_flight:
                     return
                 if self.in_flight or await self.store.next_poll_at(self.job.name) is not None:
                     continue
+                if self._deferred:
+                    await self._send_deferred(tx)
+                    continue
+                if not self.gate.held:
+                    return
                 if await self._recheck_all(tx):
                     continue
                 if not await self._resolve_stalemate(tx):
                     return  # what is left waits on upstreams that did not settle: the next run
+
+    async def _send_deferred(self, tx: MemoryObjectSendStream[Work]) -> None:
+        """Send again, once, what was refused a name while the rest of the run was in flight:
+        everything else has settled, so a name this job's renamed workflows give up is free."""
+        deferred, self._deferred = self._deferred, []
+        for work in deferred:
+            self.in_flight += 1
+            await tx.send(work)
 
     async def _recheck(self, key: str, tx: MemoryObjectSendStream[Work]) -> None:
         held = self.gate.get(key)
@@ -987,7 +1004,10 @@ class Pipeline:
                 await self.store.apply(job, self.run_id, [self._unsent(key, State.SUBMITTING, exc)])
                 return
             except ProviderError as exc:
-                await self._unsubmitted(work, exc, work.retries + cost.retries)
+                if exc.action is Action.TAKEN and not work.deferred:
+                    await self._defer(work, exc, work.retries + cost.retries)
+                else:
+                    await self._unsubmitted(work, exc, work.retries + cost.retries)
                 return
         submitted = Move(
             key,
@@ -1020,6 +1040,16 @@ class Pipeline:
             return Move(key, frozenset({now_in}), State.PARKED, {**fields, "not_before": stopped.until})
         return Move(key, frozenset({now_in}), State.PENDING, fields, detail=f"not sent: {stopped}")
 
+    async def _defer(self, work: Work, exc: ProviderError, retries: int) -> None:
+        """Refused a name another object holds: back to ``rendered`` (where a killed run leaves it
+        for the next), to be sent once more when nothing else is in flight (:meth:`release`)."""
+        fields = {"error_code": exc.code, "error_message": exc.message, "retries": retries}
+        detail = f"name taken ({exc.code}); sent again once the run's other submits have settled"
+        move = Move(work.key, frozenset({State.SUBMITTING}), State.RENDERED, fields, detail=detail)
+        await self.store.apply(self.job.name, self.run_id, [move])
+        log.info("submit deferred", key=work.key, code=exc.code)
+        self._deferred.append(replace(work, attempts=work.attempts + 1, retries=retries, deferred=True))
+
     async def _unsubmitted(self, work: Work, exc: ProviderError, retries: int) -> None:
         """The submit ended in an error after its attempts: what that means depends on the answer.
 
@@ -1032,6 +1062,11 @@ class Pipeline:
         action = exc.action
         to = State.FAILED if action.fails_item else State.PENDING if action.unexecuted else State.SUBMITTING
         message = exc.message + (f" (request {exc.request_id})" if exc.request_id else "")
+        if action is Action.TAKEN:
+            message += (
+                "; still taken once the run's other submits had settled: free the name at the target "
+                f"or rename the workflow, then `migrator retry {self.job.name} --failed`"
+            )
         detail = {
             State.SUBMITTING: f"no definite answer ({exc.code}); reconciled on the next run",
             State.PENDING: f"not taken ({exc.code}); sent again by the next run",

@@ -214,7 +214,8 @@ def test_an_enos_workflow_whose_name_another_has_fails_and_takes_over_no_flow(
     assert dict(h.rows("SELECT key, state FROM items")) == {first.key: "done", second.key: "failed"}
     (failed,) = h.rows("SELECT error_code, error_message, target_id FROM items WHERE state = 'failed'")
     assert failed[0] == "DuplicateName"
-    assert f"a flow named {first.name!r} already exists at the target" in failed[1]
+    assert f"the name {first.name!r} is taken at the target by flow" in failed[1]
+    assert f"(this job's item {first.key})" in failed[1]
     assert failed[2] is None
     objects, calls = h.sandbox()
     assert [f["flowName"] for f in objects["flows"]] == [first.name]

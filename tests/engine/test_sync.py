@@ -613,3 +613,64 @@ def test_an_emr_update_leaves_nothing_at_the_target_that_the_source_dropped(tmp_
     quiet = job.run()
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert ", 0 calls," in quiet.stderr
+
+
+def test_an_enos_name_freed_in_the_same_night_is_taken_once_the_rest_has_settled(tmp_path: Path) -> None:
+    """EnOS names are unique: a workflow renamed to the name another one gives up the same night,
+    or a new workflow taking a renamed one's old name, failed when it happened to be sent first
+    (always, one at a time), and stayed failed on later nights. Such a refusal now waits until
+    the run's other submits have settled, then is sent once more. Two workflows that swap names
+    cannot both go first: they fail, each naming the other item, and the target keeps both
+    flows as they were. Nor does a workflow whose new name stays taken lose its flow: one whose
+    tasks changed too was deleted to be imported again, and then refused the name."""
+    workflows = list(generate(30, seed=23))
+    referenced = {d.workflow for w in workflows for d in w.upstream}
+    free = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream]
+    a, b, c, d, e, f = free[:6]
+    job = Job(tmp_path, "enos")
+    # One at a time, in inventory order: the one that needs a name is always sent first.
+    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
+    new = Workflow.model_validate({**a.to_record(), "source": {"system": "test", "id": "new"}})
+    rest = [w for w in workflows if w not in (a, b, c, d, e, f)]
+    job.source([a, b, c, d, e, f, *rest])
+    assert job.run().returncode == 0
+    before, _ = job.sandbox()
+
+    def renamed(wf: Workflow, name: str) -> Workflow:
+        return Workflow.model_validate({**wf.to_record(), "name": name})
+
+    night = [
+        renamed(b, f"{c.name}"),  # takes c's name, which c gives up below
+        renamed(c, f"{c.name}_v2"),
+        new,  # takes a's name, which a gives up below
+        renamed(a, f"{a.name}_v2"),
+        renamed(d, e.name),  # d and e swap names
+        renamed(e, d.name),
+        renamed(_changed(f, "task"), d.name),  # d keeps its name: f stays as it was
+        *rest,
+    ]
+    job.source(night)
+    synced = job.run()
+    assert synced.returncode == 1, synced.stderr[-3000:]
+    states = job.states()
+    assert {k: states[k] for k in (a.key, b.key, c.key, new.key)} == dict.fromkeys(
+        (a.key, b.key, c.key, new.key), "done"
+    )
+    assert states[d.key] == states[e.key] == states[f.key] == "failed"
+    conn = sqlite3.connect(job.state)
+    try:
+        errors = dict(conn.execute("SELECT key, error_message FROM items WHERE state = 'failed'"))
+    finally:
+        conn.close()
+    assert e.key in errors[d.key], errors
+    assert d.key in errors[e.key], errors
+    assert d.key in errors[f.key], errors
+    after, _ = job.sandbox()
+    ids = job.target_ids()
+    assert str(after[c.name]["flowId"]) == ids[b.key] == str(before[b.name]["flowId"])
+    assert str(after[f"{c.name}_v2"]["flowId"]) == ids[c.key] == str(before[c.name]["flowId"])
+    assert str(after[f"{a.name}_v2"]["flowId"]) == ids[a.key] == str(before[a.name]["flowId"])
+    assert str(after[a.name]["flowId"]) == ids[new.key] not in {str(f["flowId"]) for f in before.values()}
+    # The swap changed nothing at the target: each flow still has its own name and content.
+    for wf in (d, e, f):
+        assert after[wf.name] == before[wf.name]

@@ -279,12 +279,19 @@ class Enos:
         plan: FlowPlan = rendered.payload
         known = parts.get("flow")
         made = known.target_id if known is not None and known.state is State.DONE else None
-        if made is not None and update:
-            flow_id = await self._update(made, plan, parts)
-        elif made is not None:
-            flow_id = made
-        else:
-            flow_id = await self._import(plan, parts)
+        try:
+            if made is not None and update:
+                flow_id = await self._update(made, plan, parts)
+            elif made is not None:
+                flow_id = made
+            else:
+                flow_id = await self._import(plan, parts)
+        except ProviderError as exc:
+            holder = await self.find(plan.name) if _name_refused(exc) else None
+            if holder is None:
+                raise
+            # Another flow took the name between the look-up and the write.
+            raise await self._taken(exc.code, plan.name, holder, parts) from None
         switch = "disable" if plan.paused else "enable"
         await self._call("flows", switch, method="POST", body={"flowId": int(flow_id)})
         return Submitted(flow_id)
@@ -305,12 +312,7 @@ class Enos:
                 return await self._import_new(plan, parts)
             known = parts.get("flow")
             if known is None or known.state is not State.SUBMITTING:
-                raise ProviderError(
-                    "DuplicateName",
-                    f"a flow named {plan.name!r} already exists at the target (flow {found}), made by "
-                    "another workflow of this name or outside this job; it is not taken over",
-                    action=Action.FAIL,
-                )
+                raise await self._taken("DuplicateName", plan.name, found, parts)
             await parts.done("flow", found)
         return await self._update(found, plan, parts)  # outside the lock: it may import again
 
@@ -328,6 +330,18 @@ class Enos:
         flow_id = str(data["flowId"])
         await parts.done("flow", flow_id)
         return flow_id
+
+    async def _taken(self, code: str, name: str, holder: str, parts: Parts) -> ProviderError:
+        """The refusal of a name another flow holds, saying whose it is: the engine sends the
+        item once more when the run's other submits have settled, in case that flow is one of
+        this job's and gives the name up in the same run (a rename, or a removed workflow)."""
+        owner = await parts.owner(holder)
+        whose = f"this job's item {owner}" if owner else "a flow this job did not make; it is not taken over"
+        return ProviderError(
+            code,
+            f"the name {name!r} is taken at the target by flow {holder} ({whose})",
+            action=Action.TAKEN,
+        )
 
     @asynccontextmanager
     async def _one_import_of(self, name: str) -> AsyncIterator[None]:
@@ -356,6 +370,12 @@ class Enos:
             if not _gone(exc):
                 raise
             return await self._import(plan, parts)  # deleted at the target: import it again
+        if current.get("name") != plan.name:
+            # Checked before anything changes: a rename that also needs the flow imported again
+            # deleted it first, then failed on the name and left the workflow with no flow at all.
+            holder = await self.find(plan.name)
+            if holder is not None and holder != flow_id:
+                raise await self._taken("DuplicateName", plan.name, holder, parts)
         struct = plan.body["flowJson"]
         if current.get("tasks") != struct["tasks"] or (current.get("taskLinks") or []) != (
             struct.get("taskLinks") or []
@@ -608,6 +628,12 @@ def _call_name(url: URL) -> str:
 def _path(folder: str) -> str:
     """A folder as :meth:`Enos._folders` spells it: names joined by "/", none empty."""
     return "/".join(p for p in folder.split("/") if p)
+
+
+def _name_refused(exc: ProviderError) -> bool:
+    """62102 about ``flowName`` (EnOS: "Invalid parameter: flowName"): the name is refused,
+    because another flow holds it if a look-up finds one."""
+    return exc.code == "62102" and "flowName" in exc.message and exc.action is Action.FAIL
 
 
 def _gone(exc: ProviderError) -> bool:
