@@ -54,6 +54,11 @@ class Action(StrEnum):
         return self is not Action.RETRY
 
 
+NAME_TAKEN = "NameTaken"
+"""The code an item fails with when its name stayed another object's (``Action.TAKEN``): a sync
+sends it again each night, since the name may have come free without its source changing."""
+
+
 class MigratorError(Exception):
     """Base of every error this package raises on purpose."""
 

@@ -31,7 +31,7 @@ from migrator.engine.frontier import Frontier
 from migrator.engine.gate import Gate, Verdict
 from migrator.engine.poller import Poller
 from migrator.engine.source import Inventory, Source
-from migrator.errors import Action, ProviderError, ProviderStopped, TranslationError
+from migrator.errors import NAME_TAKEN, Action, ProviderError, ProviderStopped, TranslationError
 from migrator.inventory import Entry
 from migrator.log import moment
 from migrator.model import Workflow
@@ -97,8 +97,6 @@ class Work:
     attempts: int
     retries: int
     update: bool = False
-    deferred: bool = False
-    """Sent again after its name was taken (see ``Action.TAKEN``): a second refusal fails it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +176,8 @@ def compare(row: Item, workflow: Workflow, digester: Digester) -> Compared | Non
     An item at the target as last submitted is ``skipped`` without a call, or, if it has
     upstreams, compared again once they resolve; one whose content changed, or that came back
     after a prune, goes back to ``pending`` and is submitted as an update of what exists; a
-    failed one is tried again once its source changed, or if it failed behind an upstream (else
-    ``migrator retry`` decides). In-flight items are left to reconciliation and the poller.
+    failed one is tried again once its source changed, if it failed behind an upstream, or on a
+    taken name (else ``migrator retry`` decides). In-flight items are left to reconciliation and the poller.
     """
     key, digest, upstreams = row.key, digester(workflow), bool(workflow.upstream)
     legacy = row.state in LANDED and row.target_id and row.submitted_hash == workflow.content_hash()
@@ -213,6 +211,9 @@ def compare(row: Item, workflow: Workflow, digester: Digester) -> Compared | Non
         )
     elif row.state is State.FAILED and content_part(row.content_hash) != digest:
         why = "changed in the source since it failed: submitted again"
+    elif row.state is State.FAILED and row.error_code == NAME_TAKEN:
+        # Refused a name another object held: it may have been freed since (by hand, a prune).
+        why = "failed on a name another object held: submitted again"
     elif row.state is State.FAILED and row.error_code == "UpstreamFailed":
         # Refused for another workflow's sake (broken, or a name two workflows had), which may
         # be fixed by now: judged again (the caller asks the gate first, so as not to record a
@@ -312,8 +313,12 @@ class Pipeline:
     digest: Digester = field(init=False)
     _wake_tx: MemoryObjectSendStream[str] = field(init=False)
     _wake_rx: MemoryObjectReceiveStream[str] = field(init=False)
-    _deferred: list[Work] = field(default_factory=list)
+    _deferred: list[tuple[Work, ProviderError]] = field(default_factory=list)
     """Submits refused a name another object holds, sent again once the rest has settled."""
+    _round: int | None = None
+    """``settlements`` when the last round of deferred submits was sent."""
+    _swept: tuple[list[Item], list[Item]] | None = None
+    """What :meth:`_sweep` found, once it has run."""
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.store, self.job.name, self.job.target.mappings.upstreams)
@@ -353,12 +358,7 @@ class Pipeline:
                 tg.start_soon(self.release, work_tx)
                 tg.start_soon(self.submit_all, work_rx)
                 tg.start_soon(poller.run)
-            orphaned: list[Item] = []
-            pruned: list[Item] = []
-            if self.job.mode == "sync":
-                orphaned = await self.orphan()
-                if self.prune and not self.stopped:
-                    pruned = await self.prune_orphans()
+            orphaned, pruned = self._swept or await self._sweep()
             counts = await self.store.counts(self.job.name)
             stopped = flow.circuit.stopped
             outcome = "completed" if stopped is None else "stopped"
@@ -371,6 +371,19 @@ class Pipeline:
             with anyio.CancelScope(shield=True):
                 await self.store.finish_run(self.run_id, outcome, self._cost())
                 log.info("run ended", job=self.job.name, run=self.run_id, outcome=outcome)
+
+    async def _sweep(self) -> tuple[list[Item], list[Item]]:
+        """A sync's orphans (what the source, read in full, no longer has), and with ``--prune``
+        those deleted at the target. Once a run: at its end, or before deferred submits are
+        sent again, since a removed workflow's object may hold the name one of them needs."""
+        orphaned: list[Item] = []
+        pruned: list[Item] = []
+        if self.job.mode == "sync":
+            orphaned = await self.orphan()
+            if self.prune and not self.stopped:
+                pruned = await self.prune_orphans()
+        self._swept = orphaned, pruned
+        return self._swept
 
     def _cost(self) -> RunCost:
         flow = self.provider.flow
@@ -894,23 +907,47 @@ class Pipeline:
                     return
                 if self.in_flight or await self.store.next_poll_at(self.job.name) is not None:
                     continue
-                if self._deferred:
-                    await self._send_deferred(tx)
+                if self.gate.held and (await self._recheck_all(tx) or await self._resolve_stalemate(tx)):
                     continue
-                if not self.gate.held:
+                # What is still held waits on upstreams that did not settle: the next run.
+                if not self._deferred:
                     return
-                if await self._recheck_all(tx):
+                if self._round == self.settlements:
+                    await self._fail_deferred()  # the last round moved nothing: no name came free
                     continue
-                if not await self._resolve_stalemate(tx):
-                    return  # what is left waits on upstreams that did not settle: the next run
+                if self.prune and self._swept is None:
+                    await self._sweep()
+                await self._send_deferred(tx)
 
     async def _send_deferred(self, tx: MemoryObjectSendStream[Work]) -> None:
-        """Send again, once, what was refused a name while the rest of the run was in flight:
-        everything else has settled, so a name this job's renamed workflows give up is free."""
+        """Send again what was refused a name while the rest of the run was in flight: the rest
+        has settled, so a name this job's renamed or pruned workflows gave up is free now. A
+        chain (a takes b's name, b takes c's) frees one link per round: rounds go on while one
+        settles anything."""
         deferred, self._deferred = self._deferred, []
-        for work in deferred:
+        self._round = self.settlements
+        for work, _ in deferred:
             self.in_flight += 1
             await tx.send(work)
+
+    async def _fail_deferred(self) -> None:
+        """Fail what a whole round of deferred submits found still taken (a swap of two names)."""
+        deferred, self._deferred = self._deferred, []
+        for work, exc in deferred:
+            message = (
+                f"{exc.message}; still taken once the rest of the run had settled: free the name at "
+                "the target or rename the workflow (a sync sends it again each night; a migration "
+                f"with `migrator retry {self.job.name} --failed`)"
+            )
+            fields = {"error_code": exc.code, "error_message": message}
+            await self.store.apply(
+                self.job.name,
+                self.run_id,
+                [Move(work.key, frozenset({State.RENDERED}), State.FAILED, fields)],
+            )
+            log.warning("submit failed", key=work.key, code=exc.code)
+            self.observer.settled(State.FAILED)
+            await self.settled(work.key, work.name, State.FAILED)
 
     async def _recheck(self, key: str, tx: MemoryObjectSendStream[Work]) -> None:
         held = self.gate.get(key)
@@ -1004,7 +1041,7 @@ class Pipeline:
                 await self.store.apply(job, self.run_id, [self._unsent(key, State.SUBMITTING, exc)])
                 return
             except ProviderError as exc:
-                if exc.action is Action.TAKEN and not work.deferred:
+                if exc.action is Action.TAKEN:
                     await self._defer(work, exc, work.retries + cost.retries)
                 else:
                     await self._unsubmitted(work, exc, work.retries + cost.retries)
@@ -1048,7 +1085,7 @@ class Pipeline:
         move = Move(work.key, frozenset({State.SUBMITTING}), State.RENDERED, fields, detail=detail)
         await self.store.apply(self.job.name, self.run_id, [move])
         log.info("submit deferred", key=work.key, code=exc.code)
-        self._deferred.append(replace(work, attempts=work.attempts + 1, retries=retries, deferred=True))
+        self._deferred.append((replace(work, attempts=work.attempts + 1, retries=retries), exc))
 
     async def _unsubmitted(self, work: Work, exc: ProviderError, retries: int) -> None:
         """The submit ended in an error after its attempts: what that means depends on the answer.
@@ -1062,11 +1099,6 @@ class Pipeline:
         action = exc.action
         to = State.FAILED if action.fails_item else State.PENDING if action.unexecuted else State.SUBMITTING
         message = exc.message + (f" (request {exc.request_id})" if exc.request_id else "")
-        if action is Action.TAKEN:
-            message += (
-                "; still taken once the run's other submits had settled: free the name at the target "
-                f"or rename the workflow, then `migrator retry {self.job.name} --failed`"
-            )
         detail = {
             State.SUBMITTING: f"no definite answer ({exc.code}); reconciled on the next run",
             State.PENDING: f"not taken ({exc.code}); sent again by the next run",

@@ -213,7 +213,7 @@ def test_an_enos_workflow_whose_name_another_has_fails_and_takes_over_no_flow(
     assert result.returncode == 1, result.stderr[-3000:]
     assert dict(h.rows("SELECT key, state FROM items")) == {first.key: "done", second.key: "failed"}
     (failed,) = h.rows("SELECT error_code, error_message, target_id FROM items WHERE state = 'failed'")
-    assert failed[0] == "DuplicateName"
+    assert failed[0] == "NameTaken"
     assert f"the name {first.name!r} is taken at the target by flow" in failed[1]
     assert f"(this job's item {first.key})" in failed[1]
     assert failed[2] is None

@@ -619,20 +619,21 @@ def test_an_enos_name_freed_in_the_same_night_is_taken_once_the_rest_has_settled
     """EnOS names are unique: a workflow renamed to the name another one gives up the same night,
     or a new workflow taking a renamed one's old name, failed when it happened to be sent first
     (always, one at a time), and stayed failed on later nights. Such a refusal now waits until
-    the run's other submits have settled, then is sent once more. Two workflows that swap names
+    the run's other submits have settled, then is sent again, round after round while a round
+    frees a name (a chain of renames frees one a round). Two workflows that swap names
     cannot both go first: they fail, each naming the other item, and the target keeps both
     flows as they were. Nor does a workflow whose new name stays taken lose its flow: one whose
     tasks changed too was deleted to be imported again, and then refused the name."""
     workflows = list(generate(30, seed=23))
     referenced = {d.workflow for w in workflows for d in w.upstream}
     free = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream]
-    a, b, c, d, e, f = free[:6]
+    a, b, c, d, e, f, g = free[:7]
     job = Job(tmp_path, "enos")
     # One at a time, in inventory order: the one that needs a name is always sent first.
     job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
     new = Workflow.model_validate({**a.to_record(), "source": {"system": "test", "id": "new"}})
-    rest = [w for w in workflows if w not in (a, b, c, d, e, f)]
-    job.source([a, b, c, d, e, f, *rest])
+    rest = [w for w in workflows if w not in (a, b, c, d, e, f, g)]
+    job.source([a, b, c, d, e, f, g, *rest])
     assert job.run().returncode == 0
     before, _ = job.sandbox()
 
@@ -640,7 +641,8 @@ def test_an_enos_name_freed_in_the_same_night_is_taken_once_the_rest_has_settled
         return Workflow.model_validate({**wf.to_record(), "name": name})
 
     night = [
-        renamed(b, f"{c.name}"),  # takes c's name, which c gives up below
+        renamed(g, b.name),  # takes b's name, which b gives up once c has given up its own
+        renamed(b, c.name),  # takes c's name, which c gives up below
         renamed(c, f"{c.name}_v2"),
         new,  # takes a's name, which a gives up below
         renamed(a, f"{a.name}_v2"),
@@ -653,8 +655,8 @@ def test_an_enos_name_freed_in_the_same_night_is_taken_once_the_rest_has_settled
     synced = job.run()
     assert synced.returncode == 1, synced.stderr[-3000:]
     states = job.states()
-    assert {k: states[k] for k in (a.key, b.key, c.key, new.key)} == dict.fromkeys(
-        (a.key, b.key, c.key, new.key), "done"
+    assert {k: states[k] for k in (a.key, b.key, c.key, g.key, new.key)} == dict.fromkeys(
+        (a.key, b.key, c.key, g.key, new.key), "done"
     )
     assert states[d.key] == states[e.key] == states[f.key] == "failed"
     conn = sqlite3.connect(job.state)
@@ -667,6 +669,7 @@ def test_an_enos_name_freed_in_the_same_night_is_taken_once_the_rest_has_settled
     assert d.key in errors[f.key], errors
     after, _ = job.sandbox()
     ids = job.target_ids()
+    assert str(after[b.name]["flowId"]) == ids[g.key] == str(before[g.name]["flowId"])
     assert str(after[c.name]["flowId"]) == ids[b.key] == str(before[b.name]["flowId"])
     assert str(after[f"{c.name}_v2"]["flowId"]) == ids[c.key] == str(before[c.name]["flowId"])
     assert str(after[f"{a.name}_v2"]["flowId"]) == ids[a.key] == str(before[a.name]["flowId"])
@@ -674,3 +677,66 @@ def test_an_enos_name_freed_in_the_same_night_is_taken_once_the_rest_has_settled
     # The swap changed nothing at the target: each flow still has its own name and content.
     for wf in (d, e, f):
         assert after[wf.name] == before[wf.name]
+
+
+def test_an_enos_name_a_pruned_workflow_gives_up_is_taken_in_the_same_run(tmp_path: Path) -> None:
+    """A workflow removed from the source and a new one of its name, the same night: the new one
+    was refused the name its orphan's flow held, and ``--prune`` deleted that flow only after,
+    so the new one stayed failed, night after night. With ``--prune``, a refused name now waits
+    for the prune, and the new workflow lands in the same run."""
+    workflows = list(generate(30, seed=23))
+    referenced = {d.workflow for w in workflows for d in w.upstream}
+    gone = next(w for w in workflows if not {w.key, w.name} & referenced and not w.upstream)
+    new = Workflow.model_validate({**gone.to_record(), "source": {"system": "test", "id": "new"}})
+    job = Job(tmp_path, "enos")
+    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
+    job.source(workflows)
+    assert job.run().returncode == 0
+    before, _ = job.sandbox()
+    job.source([new, *(w for w in workflows if w is not gone)])
+    synced = job.run("--prune")
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    states = job.states()
+    assert (states[gone.key], states[new.key]) == ("orphaned", "done")
+    after, _ = job.sandbox()
+    assert str(after[gone.name]["flowId"]) == job.target_ids()[new.key] != str(before[gone.name]["flowId"])
+    # The run's summary still names what it pruned, though the prune came before the run's end.
+    assert f"pruned: 1 deleted at the target: {gone.name}" in synced.stderr
+
+
+def test_an_enos_name_refused_is_sent_again_the_next_night_once_it_is_free(tmp_path: Path) -> None:
+    """A workflow moved from one job's inventory to another's, the same night: the other job is
+    refused the name the first job's flow still holds, naming that job's item. Its source does
+    not change again, and it was left failed for good; it is now sent again each night, and
+    lands once the first job's ``--prune`` has freed the name."""
+    workflows = list(generate(30, seed=23))
+    referenced = {d.workflow for w in workflows for d in w.upstream}
+    moved = next(w for w in workflows if not {w.key, w.name} & referenced and not w.upstream)
+    first = Job(tmp_path, "enos")
+    first.source(workflows)
+    assert first.run().returncode == 0
+    other = tmp_path / "other.toml"
+    other_inventory = tmp_path / "other.jsonl"
+    text = first.job.read_text().replace('name = "nightly"', 'name = "other"')
+    other.write_text(text.replace(str(first.inventory), str(other_inventory)))
+    arrived = Workflow.model_validate({**moved.to_record(), "source": {"system": "other", "id": "1"}})
+    write_jsonl(other_inventory, [arrived])
+
+    def run_other() -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "migrator", "run", str(other), "--config", str(first.config)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+
+    assert run_other().returncode == 1
+    conn = sqlite3.connect(first.state)
+    try:
+        (code, message), *_ = conn.execute("SELECT error_code, error_message FROM items WHERE job = 'other'")
+    finally:
+        conn.close()
+    assert code == "NameTaken"
+    assert f"nightly/{moved.key}" in message
+    first.source([w for w in workflows if w is not moved])
+    assert first.run("--prune").returncode == 0
+    assert run_other().returncode == 0
+    assert first.states()[arrived.key] == "done"
+    flows, _ = first.sandbox()
+    assert str(flows[moved.name]["flowId"]) == first.target_ids()[arrived.key]

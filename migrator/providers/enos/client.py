@@ -32,7 +32,7 @@ from migrator import jsontext
 from migrator.auth import apim
 from migrator.config import ProviderConfig, TargetConfig
 from migrator.engine.flow import Flow
-from migrator.errors import Action, ConfigError, ProviderError
+from migrator.errors import NAME_TAKEN, Action, ConfigError, ProviderError
 from migrator.inventory import Entry
 from migrator.log import register_secret
 from migrator.model import Workflow
@@ -291,7 +291,7 @@ class Enos:
             if holder is None:
                 raise
             # Another flow took the name between the look-up and the write.
-            raise await self._taken(exc.code, plan.name, holder, parts) from None
+            raise await self._taken(plan.name, holder, parts, f" (EnOS {exc.code}: {exc.message})") from None
         switch = "disable" if plan.paused else "enable"
         await self._call("flows", switch, method="POST", body={"flowId": int(flow_id)})
         return Submitted(flow_id)
@@ -312,7 +312,7 @@ class Enos:
                 return await self._import_new(plan, parts)
             known = parts.get("flow")
             if known is None or known.state is not State.SUBMITTING:
-                raise await self._taken("DuplicateName", plan.name, found, parts)
+                raise await self._taken(plan.name, found, parts)
             await parts.done("flow", found)
         return await self._update(found, plan, parts)  # outside the lock: it may import again
 
@@ -324,22 +324,29 @@ class Enos:
             found = await self.find(plan.name)
             return None if found is None else {"flowId": found}
 
-        data = await self._call(
-            "flows", "import", method="POST", body={**plan.body, "dirId": dir_id}, find=adopt
-        )
+        try:
+            data = await self._call(
+                "flows", "import", method="POST", body={**plan.body, "dirId": dir_id}, find=adopt
+            )
+        except ProviderError as exc:
+            if exc.action.unexecuted:
+                # Refused outright: no flow was made, so no intent is left to adopt a flow of
+                # this name by (another's, which took the name meanwhile) when it is sent again.
+                await parts.gone("flow")
+            raise
         flow_id = str(data["flowId"])
         await parts.done("flow", flow_id)
         return flow_id
 
-    async def _taken(self, code: str, name: str, holder: str, parts: Parts) -> ProviderError:
+    async def _taken(self, name: str, holder: str, parts: Parts, refusal: str = "") -> ProviderError:
         """The refusal of a name another flow holds, saying whose it is: the engine sends the
         item once more when the run's other submits have settled, in case that flow is one of
         this job's and gives the name up in the same run (a rename, or a removed workflow)."""
         owner = await parts.owner(holder)
         whose = f"this job's item {owner}" if owner else "a flow this job did not make; it is not taken over"
         return ProviderError(
-            code,
-            f"the name {name!r} is taken at the target by flow {holder} ({whose})",
+            NAME_TAKEN,
+            f"the name {name!r} is taken at the target by flow {holder} ({whose}){refusal}",
             action=Action.TAKEN,
         )
 
@@ -375,7 +382,7 @@ class Enos:
             # deleted it first, then failed on the name and left the workflow with no flow at all.
             holder = await self.find(plan.name)
             if holder is not None and holder != flow_id:
-                raise await self._taken("DuplicateName", plan.name, holder, parts)
+                raise await self._taken(plan.name, holder, parts)
         struct = plan.body["flowJson"]
         if current.get("tasks") != struct["tasks"] or (current.get("taskLinks") or []) != (
             struct.get("taskLinks") or []

@@ -40,8 +40,13 @@ DOWN = {
 class MemoryParts:
     """The parts of one item, in memory (the pipeline's PartLog writes them to the store)."""
 
-    def __init__(self, flow_id: str) -> None:
-        self.parts = {"flow": Part("flow", State.DONE, flow_id)}
+    key = "t:item"
+
+    def __init__(self, flow_id: str | None) -> None:
+        self.parts = {} if flow_id is None else {"flow": Part("flow", State.DONE, flow_id)}
+
+    async def owner(self, target_id: str) -> str | None:
+        return None
 
     def get(self, part: str) -> Part | None:
         return self.parts.get(part)
@@ -130,3 +135,51 @@ async def test_update_saves_in_place_keeping_ids_and_replaces_a_flow_whose_tasks
                 Rendered(None, render(up_changed, upstream={})), MemoryParts(str(ids["t:up"])), update=True
             )
         assert refused.value.code == "62104"
+
+
+async def test_an_import_refused_its_name_adopts_no_flow_when_sent_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another flow takes the name between the look-up and the import (a rename saved in the
+    meantime), so EnOS refuses the import. The import's intent was left ``submitting``, and
+    when the item was sent again the flow found by its name was adopted as the one that import
+    made: another workflow's flow, updated (here, replaced) with this one's tasks. A refused
+    import leaves no intent: sent again, it is refused the name and the holder is untouched."""
+    inv = tmp_path / "inv.jsonl"
+    inv.write_text(json.dumps(UP) + "\n")
+    cfg = ProviderConfig(name="enos", kind="enos", sandbox=True)
+    job = JobConfig(
+        name="u", source=SourceConfig(paths=(inv,)), target=TargetConfig(provider="enos"), path=Path("u.toml")
+    )
+    state = tmp_path / "state.db"
+    async with (
+        await Store.open(state) as store,
+        open_provider(cfg, state) as (provider, effective),
+        open_source(job.source, Config(providers={}), state) as source,
+    ):
+        assert (await Pipeline(job, effective, provider, store, source).run()).exit_code == 0
+        assert isinstance(provider, Enos)
+        holder = await provider.find("ods_orders")
+        assert holder is not None
+        before = await provider._call("flows", "export", query={"flowId": holder})
+        rival = Workflow.model_validate(
+            {**UP, "source": {"system": "t", "id": "rival"}, "tasks": [{"name": "x", "content": "echo x"}]}
+        )
+        plan = Rendered(None, render(rival, upstream={}))
+        parts = MemoryParts(None)
+        honest = provider.find
+        looked: list[str] = []
+
+        async def late(name: str) -> str | None:  # the first look-up is made before the rename lands
+            looked.append(name)
+            return None if len(looked) == 1 else await honest(name)
+
+        monkeypatch.setattr(provider, "find", late)
+        for _ in range(2):
+            with pytest.raises(ProviderError) as refused:
+                await provider.submit(plan, parts)
+            assert refused.value.code == "NameTaken"
+            assert f"by flow {holder}" in refused.value.message
+            assert parts.parts["flow"].state is State.ORPHANED, "no intent left to adopt a flow by"
+        assert await honest("ods_orders") == holder
+        assert await provider._call("flows", "export", query={"flowId": holder}) == before
