@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,11 +67,11 @@ class MemoryParts:
         self.parts[part] = Part(part, State.ORPHANED, None)
 
 
-async def test_update_saves_in_place_keeping_ids_and_replaces_a_flow_whose_tasks_changed(
-    tmp_path: Path,
-) -> None:
+@asynccontextmanager
+async def migrated(tmp_path: Path, *records: dict[str, Any]) -> AsyncIterator[tuple[Store, Enos]]:
+    """``records`` migrated into an embedded EnOS sandbox; its store and client stay open."""
     inv = tmp_path / "inv.jsonl"
-    inv.write_text(json.dumps(UP) + "\n" + json.dumps(DOWN) + "\n")
+    inv.write_text("".join(json.dumps(r) + "\n" for r in records))
     cfg = ProviderConfig(name="enos", kind="enos", sandbox=True)
     job = JobConfig(
         name="u", source=SourceConfig(paths=(inv,)), target=TargetConfig(provider="enos"), path=Path("u.toml")
@@ -81,8 +84,15 @@ async def test_update_saves_in_place_keeping_ids_and_replaces_a_flow_whose_tasks
     ):
         outcome = await Pipeline(job, effective, provider, store, source).run()
         assert outcome.exit_code == 0, outcome.counts
-        ids = {i.key: i.target_id for i in await store.in_states("u", list(State))}
         assert isinstance(provider, Enos)
+        yield store, provider
+
+
+async def test_update_saves_in_place_keeping_ids_and_replaces_a_flow_whose_tasks_changed(
+    tmp_path: Path,
+) -> None:
+    async with migrated(tmp_path, UP, DOWN) as (store, provider):
+        ids = {i.key: i.target_id for i in await store.in_states("u", list(State))}
         before = json.loads((await provider._call("flows", "get", query={"flowId": ids["t:down"]}))["graph"])
 
         changed = Workflow.model_validate(
@@ -145,20 +155,7 @@ async def test_an_import_refused_its_name_adopts_no_flow_when_sent_again(
     when the item was sent again the flow found by its name was adopted as the one that import
     made: another workflow's flow, updated (here, replaced) with this one's tasks. A refused
     import leaves no intent: sent again, it is refused the name and the holder is untouched."""
-    inv = tmp_path / "inv.jsonl"
-    inv.write_text(json.dumps(UP) + "\n")
-    cfg = ProviderConfig(name="enos", kind="enos", sandbox=True)
-    job = JobConfig(
-        name="u", source=SourceConfig(paths=(inv,)), target=TargetConfig(provider="enos"), path=Path("u.toml")
-    )
-    state = tmp_path / "state.db"
-    async with (
-        await Store.open(state) as store,
-        open_provider(cfg, state) as (provider, effective),
-        open_source(job.source, Config(providers={}), state) as source,
-    ):
-        assert (await Pipeline(job, effective, provider, store, source).run()).exit_code == 0
-        assert isinstance(provider, Enos)
+    async with migrated(tmp_path, UP) as (_, provider):
         holder = await provider.find("ods_orders")
         assert holder is not None
         before = await provider._call("flows", "export", query={"flowId": holder})
