@@ -317,8 +317,9 @@ class Pipeline:
     """Submits refused a name another object holds, sent again once the rest has settled."""
     _round: int | None = None
     """``settlements`` when the last round of deferred submits was sent."""
-    _swept: tuple[list[Item], list[Item]] | None = None
-    """What :meth:`_sweep` found, once it has run."""
+    _orphaned: list[Item] = field(default_factory=list)
+    _pruned: list[Item] = field(default_factory=list)
+    """What :meth:`_sweep` orphaned and pruned so far this run."""
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.store, self.job.name, self.job.target.mappings.upstreams)
@@ -358,7 +359,8 @@ class Pipeline:
                 tg.start_soon(self.release, work_tx)
                 tg.start_soon(self.submit_all, work_rx)
                 tg.start_soon(poller.run)
-            orphaned, pruned = self._swept or await self._sweep()
+            await self._sweep()
+            orphaned, pruned = self._orphaned, self._pruned
             counts = await self.store.counts(self.job.name)
             stopped = flow.circuit.stopped
             outcome = "completed" if stopped is None else "stopped"
@@ -372,18 +374,17 @@ class Pipeline:
                 await self.store.finish_run(self.run_id, outcome, self._cost())
                 log.info("run ended", job=self.job.name, run=self.run_id, outcome=outcome)
 
-    async def _sweep(self) -> tuple[list[Item], list[Item]]:
+    async def _sweep(self, names: set[str] | None = None) -> None:
         """A sync's orphans (what the source, read in full, no longer has), and with ``--prune``
-        those deleted at the target. Once a run: at its end, or before deferred submits are
-        sent again, since a removed workflow's object may hold the name one of them needs."""
-        orphaned: list[Item] = []
-        pruned: list[Item] = []
-        if self.job.mode == "sync":
-            orphaned = await self.orphan()
-            if self.prune and not self.stopped:
-                pruned = await self.prune_orphans()
-        self._swept = orphaned, pruned
-        return self._swept
+        those deleted at the target: at the run's end, and, for the orphans of ``names`` only,
+        before each round of deferred submits, since a removed workflow's object may hold the
+        name one of them needs. Only those: another orphan may still be linked to by a deferred
+        submit, or by a held workflow, whose rendering counted on it."""
+        if self.job.mode != "sync":
+            return
+        self._orphaned += await self.orphan()
+        if self.prune and not self.stopped:
+            self._pruned += await self.prune_orphans(names)  # a pruned orphan is not pruned again
 
     def _cost(self) -> RunCost:
         flow = self.provider.flow
@@ -498,18 +499,21 @@ class Pipeline:
             log.warning("orphaned", job=job, count=len(unseen), keys=[i.key for i in unseen[:20]])
         return unseen
 
-    async def prune_orphans(self) -> list[Item]:
+    async def prune_orphans(self, names: set[str] | None = None) -> list[Item]:
         """Delete at the target what orphaned items left there (``--prune``), saying what first.
 
         Downstream workflows must go before the upstreams they depend on, and an orphan does not
         tell its dependencies any more: refused deletes are tried again while a pass makes
-        progress. What stays refused keeps its error and its ``target_id``.
+        progress. What stays refused keeps its error and its ``target_id`` (and is tried again
+        by the next sweep). ``names``: only the orphans of these names.
         """
         job = self.job.name
         doomed: list[tuple[Item, dict[str, Part]]] = []
         for item in await self.store.in_states(job, [State.ORPHANED]):
             if item.seen_run == self.run_id:
                 continue  # read this run: in the source, whatever its state says
+            if names is not None and item.name not in names:
+                continue
             parts = await self.store.parts(job, item.key)
             if item.target_id or any(p.state is not State.ORPHANED for p in parts.values()):
                 doomed.append((item, parts))
@@ -915,8 +919,8 @@ class Pipeline:
                 if self._round == self.settlements:
                     await self._fail_deferred()  # the last round moved nothing: no name came free
                     continue
-                if self.prune and self._swept is None:
-                    await self._sweep()
+                if self.prune:
+                    await self._sweep({work.name for work, _ in self._deferred})
                 await self._send_deferred(tx)
 
     async def _send_deferred(self, tx: MemoryObjectSendStream[Work]) -> None:

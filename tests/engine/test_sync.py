@@ -740,3 +740,38 @@ def test_an_enos_name_refused_is_sent_again_the_next_night_once_it_is_free(tmp_p
     assert first.states()[arrived.key] == "done"
     flows, _ = first.sandbox()
     assert str(flows[moved.name]["flowId"]) == first.target_ids()[arrived.key]
+
+
+def test_the_prune_before_a_round_of_taken_names_deletes_only_the_orphans_of_those_names(
+    tmp_path: Path,
+) -> None:
+    """``--prune`` runs before the deferred rounds so that a removed workflow's flow gives its
+    name up; it deleted every orphan then, among them one a deferred new workflow linked to (its
+    rendering counted on it): that workflow was refused (62102) and failed. And an orphan a
+    deferred update stopped linking to was refused (62104) before the update landed, and left
+    at the target. Only the orphans of the deferred names are pruned early; the rest at the end."""
+    workflows = list(generate(30, seed=23))
+    referenced = {d.workflow for w in workflows for d in w.upstream}
+    up, t_up, t, d = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream][:4]
+    rest = [w for w in workflows if w not in (up, t_up, t, d)]
+    # t waits for the whole source to be read (its upstream is gone tonight), so d goes first
+    t = Workflow.model_validate({**t.to_record(), "upstream": [t_up.key]})
+    renamed = Workflow.model_validate({**t.to_record(), "name": f"{t.name}_v2"})  # gives its name to d
+    for linking in (True, False):  # d links to up (gone tonight) from tonight on, or until tonight
+        (tmp_path / str(linking)).mkdir()
+        job = Job(tmp_path / str(linking), "enos")
+        job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
+        before = [] if linking else [Workflow.model_validate({**d.to_record(), "upstream": [up.key]})]
+        job.source([up, t_up, t, *before, *rest])
+        assert job.run().returncode == 0
+        tonight = {**d.to_record(), "name": t.name, "upstream": [up.key] if linking else []}
+        job.source([Workflow.model_validate(tonight), renamed, *rest])
+        synced = job.run("--prune")
+        states = job.states()
+        assert (states[d.key], states[up.key]) == ("done", "orphaned"), synced.stderr[-3000:]
+        flows, _ = job.sandbox()
+        if linking:  # still linked: EnOS refuses to delete it (62104), and it stays
+            assert up.name in flows
+        else:
+            assert up.name not in flows
+            assert f"pruned: 1 deleted at the target: {up.name}" in synced.stderr
