@@ -97,6 +97,8 @@ class Work:
     attempts: int
     retries: int
     update: bool = False
+    upstreams: frozenset[str] = frozenset()
+    """The keys of the upstream items it was rendered against (its links at the target)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,17 +376,28 @@ class Pipeline:
                 await self.store.finish_run(self.run_id, outcome, self._cost())
                 log.info("run ended", job=self.job.name, run=self.run_id, outcome=outcome)
 
-    async def _sweep(self, names: set[str] | None = None) -> None:
+    async def _sweep(self, only: Callable[[Item], bool] | None = None) -> None:
         """A sync's orphans (what the source, read in full, no longer has), and with ``--prune``
-        those deleted at the target: at the run's end, and, for the orphans of ``names`` only,
-        before each round of deferred submits, since a removed workflow's object may hold the
-        name one of them needs. Only those: another orphan may still be linked to by a deferred
-        submit, or by a held workflow, whose rendering counted on it."""
+        those deleted at the target (``only`` those it accepts): at the run's end, and before
+        each round of deferred submits (see :meth:`_in_the_way`)."""
         if self.job.mode != "sync":
             return
         self._orphaned += await self.orphan()
         if self.prune and not self.stopped:
-            self._pruned += await self.prune_orphans(names)  # a pruned orphan is not pruned again
+            self._pruned += await self.prune_orphans(only)  # a pruned orphan is not pruned again
+
+    def _in_the_way(self) -> Callable[[Item], bool]:
+        """The orphans pruned before a round of deferred submits: those of a name one of them
+        wants, for a removed workflow's object may hold it. Not one a deferred submit was
+        rendered against, or a held workflow refers to: its links name it, and would be refused
+        or, worse, bind to the new object of that name."""
+        wanted = {work.name for work, _ in self._deferred}
+        linked = {key for work, _ in self._deferred for key in work.upstreams}
+        for key in self.gate.held_keys():
+            held = self.gate.get(key)
+            if held is not None:
+                linked.update(held.workflow.upstream_workflows())
+        return lambda item: item.name in wanted and not {item.key, item.name} & linked
 
     def _cost(self) -> RunCost:
         flow = self.provider.flow
@@ -499,20 +512,20 @@ class Pipeline:
             log.warning("orphaned", job=job, count=len(unseen), keys=[i.key for i in unseen[:20]])
         return unseen
 
-    async def prune_orphans(self, names: set[str] | None = None) -> list[Item]:
+    async def prune_orphans(self, only: Callable[[Item], bool] | None = None) -> list[Item]:
         """Delete at the target what orphaned items left there (``--prune``), saying what first.
 
         Downstream workflows must go before the upstreams they depend on, and an orphan does not
         tell its dependencies any more: refused deletes are tried again while a pass makes
         progress. What stays refused keeps its error and its ``target_id`` (and is tried again
-        by the next sweep). ``names``: only the orphans of these names.
+        by the next sweep). ``only``: the orphans it accepts.
         """
         job = self.job.name
         doomed: list[tuple[Item, dict[str, Part]]] = []
         for item in await self.store.in_states(job, [State.ORPHANED]):
             if item.seen_run == self.run_id:
                 continue  # read this run: in the source, whatever its state says
-            if names is not None and item.name not in names:
+            if only is not None and not only(item):
                 continue
             parts = await self.store.parts(job, item.key)
             if item.target_id or any(p.state is not State.ORPHANED for p in parts.values()):
@@ -840,7 +853,8 @@ class Pipeline:
             attempts, retries = (row.attempts, row.retries) if row else (0, 0)
             # Submitted before and still at the target: a sync's update of what exists.
             update = row is not None and row.submitted_hash is not None and row.target_id is not None
-            works.append(Work(key, name, rendered, digest, attempts, retries, update))
+            upstreams = frozenset(t.key for t in targets.values())
+            works.append(Work(key, name, rendered, digest, attempts, retries, update, upstreams))
         await self.store.apply(self.job.name, self.run_id, records)
         for entry in unchanged:
             self.observer.settled(State.SKIPPED, earlier=True)
@@ -920,7 +934,7 @@ class Pipeline:
                     await self._fail_deferred()  # the last round moved nothing: no name came free
                     continue
                 if self.prune:
-                    await self._sweep({work.name for work, _ in self._deferred})
+                    await self._sweep(self._in_the_way())
                 await self._send_deferred(tx)
 
     async def _send_deferred(self, tx: MemoryObjectSendStream[Work]) -> None:

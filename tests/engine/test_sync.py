@@ -775,3 +775,42 @@ def test_the_prune_before_a_round_of_taken_names_deletes_only_the_orphans_of_tho
         else:
             assert up.name not in flows
             assert f"pruned: 1 deleted at the target: {up.name}" in synced.stderr
+
+
+def test_the_prune_before_a_round_spares_an_orphan_a_deferred_workflow_links_to(tmp_path: Path) -> None:
+    """Before a round of deferred submits, the orphans of the names they want are pruned. One
+    of them, removed tonight, was also the upstream a deferred new workflow had been rendered
+    against; pruned, its name went to another deferred workflow, and the first one's link, which
+    names its upstream, bound to that newcomer: ``done``, depending on a workflow it never
+    referred to. An orphan a deferred or held workflow refers to is now spared until the end."""
+    workflows = list(generate(30, seed=23))
+    referenced = {d.workflow for w in workflows for d in w.upstream}
+    up, gone, t, d1, d2 = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream][:5]
+    rest = [w for w in workflows if w not in (up, gone, t, d1, d2)]
+    job = Job(tmp_path, "enos")
+    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
+    job.source([up, gone, t, *rest])
+    assert job.run().returncode == 0
+    before, _ = job.sandbox()
+
+    def edited(wf: Workflow, **changes: object) -> Workflow:
+        return Workflow.model_validate({**wf.to_record(), **changes})
+
+    # up and gone leave the source; d1 wants up's name, t gone's; d2 wants t's and depends on up
+    night = [edited(d1, name=up.name), edited(t, name=gone.name), edited(d2, name=t.name, upstream=[up.key])]
+    job.source([*night, *rest])
+    synced = job.run("--prune")
+    assert synced.returncode == 1, synced.stderr[-3000:]
+    states = job.states()
+    assert (states[t.key], states[d2.key], states[d1.key]) == ("done", "done", "failed")
+    flows, _ = job.sandbox()
+    up_flow = str(before[up.name]["flowId"])
+    assert str(flows[up.name]["flowId"]) == up_flow, "up stays: d2 links to it"
+    assert str(flows[gone.name]["flowId"]) == job.target_ids()[t.key]
+    store = SandboxStore(sandbox_data_path(job.state, "enos"))
+    try:
+        d2_flow = store.get("flows", job.target_ids()[d2.key] or "")
+    finally:
+        store.close()
+    assert d2_flow is not None
+    assert [str(link["flowId"]) for link in d2_flow["links"]] == [up_flow]
