@@ -98,7 +98,8 @@ class Work:
     retries: int
     update: bool = False
     upstreams: frozenset[str] = frozenset()
-    """The keys of the upstream items it was rendered against (its links at the target)."""
+    """The keys and names of the upstreams it was rendered against (its links at the target,
+    which may name them: a mapped upstream is only a name there)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,17 +387,18 @@ class Pipeline:
         if self.prune and not self.stopped:
             self._pruned += await self.prune_orphans(only)  # a pruned orphan is not pruned again
 
-    def _in_the_way(self) -> Callable[[Item], bool]:
+    async def _in_the_way(self) -> Callable[[Item], bool]:
         """The orphans pruned before a round of deferred submits: those of a name one of them
         wants, for a removed workflow's object may hold it. Not one a deferred submit was
-        rendered against, or a held workflow refers to: its links name it, and would be refused
-        or, worse, bind to the new object of that name."""
+        rendered against, or a held workflow resolves a reference to (as the gate resolves it):
+        its links name it, and would be refused or, worse, bind to the new object of that name."""
         wanted = {work.name for work, _ in self._deferred}
-        linked = {key for work, _ in self._deferred for key in work.upstreams}
+        linked = {x for work, _ in self._deferred for x in work.upstreams}
         for key in self.gate.held_keys():
             held = self.gate.get(key)
             if held is not None:
-                linked.update(held.workflow.upstream_workflows())
+                verdict = await self.gate.judge(held.workflow)
+                linked.update(x for t in verdict.targets.values() for x in (t.key, t.name))
         return lambda item: item.name in wanted and not {item.key, item.name} & linked
 
     def _cost(self) -> RunCost:
@@ -853,7 +855,7 @@ class Pipeline:
             attempts, retries = (row.attempts, row.retries) if row else (0, 0)
             # Submitted before and still at the target: a sync's update of what exists.
             update = row is not None and row.submitted_hash is not None and row.target_id is not None
-            upstreams = frozenset(t.key for t in targets.values())
+            upstreams = frozenset(x for t in targets.values() for x in (t.key, t.name))
             works.append(Work(key, name, rendered, digest, attempts, retries, update, upstreams))
         await self.store.apply(self.job.name, self.run_id, records)
         for entry in unchanged:
@@ -934,7 +936,7 @@ class Pipeline:
                     await self._fail_deferred()  # the last round moved nothing: no name came free
                     continue
                 if self.prune:
-                    await self._sweep(self._in_the_way())
+                    await self._sweep(await self._in_the_way())
                 await self._send_deferred(tx)
 
     async def _send_deferred(self, tx: MemoryObjectSendStream[Work]) -> None:

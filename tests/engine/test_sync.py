@@ -814,3 +814,53 @@ def test_the_prune_before_a_round_spares_an_orphan_a_deferred_workflow_links_to(
         store.close()
     assert d2_flow is not None
     assert [str(link["flowId"]) for link in d2_flow["links"]] == [up_flow]
+
+
+def test_the_prune_before_a_round_spares_an_orphan_a_deferred_workflow_links_to_by_mapping(
+    tmp_path: Path,
+) -> None:
+    """A deferred workflow rendered against an upstream mapped by ``[target.mappings] upstreams``
+    to the flow a removed workflow left: the flow was pruned before the round, as the upstream's
+    key was not an orphan's, and the workflow's link bound to a new flow of that name."""
+    workflows = list(generate(30, seed=23))
+    referenced = {d.workflow for w in workflows for d in w.upstream}
+    up, holder, new, d = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream][:4]
+    rest = [w for w in workflows if w not in (up, holder, new, d)]
+    job = Job(tmp_path, "enos")
+    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
+    job.source([up, holder, *rest])
+    assert job.run().returncode == 0
+    up_flow = str(job.sandbox()[0][up.name]["flowId"])
+    job.job.write_text(job.job.read_text() + f'[target.mappings]\nupstreams = {{ "ext:up" = "{up.name}" }}\n')
+    taking = Workflow.model_validate({**new.to_record(), "name": up.name})
+    linking = Workflow.model_validate({**d.to_record(), "name": holder.name, "upstream": ["ext:up"]})
+    job.source([taking, linking, *rest])
+    synced = job.run("--prune")
+    flows, _ = job.sandbox()
+    assert str(flows[up.name]["flowId"]) == up_flow, synced.stderr[-3000:]
+    assert (job.states()[linking.key], job.states()[taking.key]) == ("done", "failed")
+
+
+def test_a_workflow_that_comes_back_under_a_new_id_takes_its_name_and_its_dependant_with_it(
+    tmp_path: Path,
+) -> None:
+    """A workflow given a new source id keeps its name: its old item is orphaned and its flow
+    holds the name the new one wants, while a new dependant refers to it by that name (which
+    resolves to the new item). The flow is pruned before the round, as the dependant's reference
+    is not to it, and both land in the same run."""
+    workflows = list(generate(30, seed=23))
+    referenced = {d.workflow for w in workflows for d in w.upstream}
+    old, again, dependant = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream][:3]
+    rest = [w for w in workflows if w not in (old, again, dependant)]
+    job = Job(tmp_path, "enos")
+    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
+    job.source([old, *rest])
+    assert job.run().returncode == 0
+    back = Workflow.model_validate({**again.to_record(), "name": old.name})
+    depending = Workflow.model_validate({**dependant.to_record(), "upstream": [old.name]})
+    job.source([back, depending, *rest])
+    synced = job.run("--prune")
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    states = job.states()
+    assert (states[back.key], states[depending.key], states[old.key]) == ("done", "done", "orphaned")
+    assert str(job.sandbox()[0][old.name]["flowId"]) == job.target_ids()[back.key]
