@@ -97,9 +97,8 @@ class Work:
     attempts: int
     retries: int
     update: bool = False
-    upstreams: frozenset[str] = frozenset()
-    """The keys and names of the upstreams it was rendered against (its links at the target,
-    which may name them: a mapped upstream is only a name there)."""
+    upstreams: tuple[UpstreamTarget, ...] = ()
+    """The upstreams it was rendered against: its links at the target, which may name them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,13 +392,15 @@ class Pipeline:
         rendered against, or a held workflow resolves a reference to (as the gate resolves it):
         its links name it, and would be refused or, worse, bind to the new object of that name."""
         wanted = {work.name for work, _ in self._deferred}
-        linked = {x for work, _ in self._deferred for x in work.upstreams}
+        linked = [t for work, _ in self._deferred for t in work.upstreams]
         for key in self.gate.held_keys():
             held = self.gate.get(key)
             if held is not None:
-                verdict = await self.gate.judge(held.workflow)
-                linked.update(x for t in verdict.targets.values() for x in (t.key, t.name))
-        return lambda item: item.name in wanted and not {item.key, item.name} & linked
+                linked += (await self.gate.judge(held.workflow)).targets.values()
+        # A mapped upstream's key is the job file's reference, not an item's: its name is the link.
+        keys = {t.key for t in linked if not t.external}
+        names = {t.name for t in linked}
+        return lambda item: item.name in wanted and item.key not in keys and item.name not in names
 
     def _cost(self) -> RunCost:
         flow = self.provider.flow
@@ -855,7 +856,7 @@ class Pipeline:
             attempts, retries = (row.attempts, row.retries) if row else (0, 0)
             # Submitted before and still at the target: a sync's update of what exists.
             update = row is not None and row.submitted_hash is not None and row.target_id is not None
-            upstreams = frozenset(x for t in targets.values() for x in (t.key, t.name))
+            upstreams = tuple(targets.values())
             works.append(Work(key, name, rendered, digest, attempts, retries, update, upstreams))
         await self.store.apply(self.job.name, self.run_id, records)
         for entry in unchanged:

@@ -864,3 +864,30 @@ def test_a_workflow_that_comes_back_under_a_new_id_takes_its_name_and_its_depend
     states = job.states()
     assert (states[back.key], states[depending.key], states[old.key]) == ("done", "done", "orphaned")
     assert str(job.sandbox()[0][old.name]["flowId"]) == job.target_ids()[back.key]
+
+
+def test_a_mapping_key_that_names_an_orphan_does_not_spare_it(tmp_path: Path) -> None:
+    """A deferred workflow refers to ``L``, which ``[target.mappings] upstreams`` sends to
+    another flow; an orphan is called ``L`` too. The mapping's key was taken for an item's
+    name, so the orphan was spared from the prune before the round, and a new workflow that
+    wants its name failed for a night though nothing links to it."""
+    workflows = list(generate(30, seed=23))
+    referenced = {d.workflow for w in workflows for d in w.upstream}
+    free = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream]
+    orphan, mapped_to, taker, stuck = free[:4]
+    rest = [w for w in workflows if w not in (orphan, mapped_to, taker, stuck)]
+    job = Job(tmp_path, "enos")
+    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
+    job.source([orphan, mapped_to, *rest])
+    assert job.run().returncode == 0
+    mapping = f'[target.mappings]\nupstreams = {{ "{orphan.name}" = "{mapped_to.name}" }}\n'
+    job.job.write_text(job.job.read_text() + mapping)
+    taking = Workflow.model_validate({**taker.to_record(), "name": orphan.name})
+    # refers to the mapping, and wants a name the source's own workflow keeps: deferred for good
+    referring = Workflow.model_validate(
+        {**stuck.to_record(), "name": mapped_to.name, "upstream": [orphan.name]}
+    )
+    job.source([taking, referring, mapped_to, *rest])
+    synced = job.run("--prune")
+    states = job.states()
+    assert (states[taking.key], states[referring.key]) == ("done", "failed"), synced.stderr[-3000:]
