@@ -85,7 +85,8 @@ class ProviderError(MigratorError):
     ``code`` is the provider's own code (``Throttling.User``, ``62102``) or a transport code
     (``Transport``, ``Timeout``); ``action`` is what the provider's error table
     (:mod:`migrator.providers.triage`) says to do about it; ``retry_after`` is the wait the
-    provider asked for, in seconds.
+    provider asked for, in seconds; ``holder``, with a ``taken`` answer, the id of the object
+    that holds the name.
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class ProviderError(MigratorError):
         status: int | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        holder: str | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}" + (f" (request {request_id})" if request_id else ""))
         self.code = code
@@ -105,6 +107,7 @@ class ProviderError(MigratorError):
         self.status = status
         self.request_id = request_id
         self.retry_after = retry_after
+        self.holder = holder
 
 
 class ProviderStopped(MigratorError):

@@ -387,11 +387,13 @@ class Pipeline:
             self._pruned += await self.prune_orphans(only)  # a pruned orphan is not pruned again
 
     async def _in_the_way(self) -> Callable[[Item], bool]:
-        """The orphans pruned before a round of deferred submits: those of a name one of them
-        wants, for a removed workflow's object may hold it. Not one a deferred submit was
+        """The orphans pruned before a round of deferred submits: those whose object holds a name
+        one of them wants (or of that name, where the refusal did not say which object holds
+        it), for a removed workflow's object may hold it. Not one a deferred submit was
         rendered against, or a held workflow resolves a reference to (as the gate resolves it):
         its links name it, and would be refused or, worse, bind to the new object of that name."""
-        wanted = {work.name for work, _ in self._deferred}
+        wanted = {work.name for work, exc in self._deferred if exc.holder is None}
+        holders = {exc.holder for _, exc in self._deferred if exc.holder is not None}
         linked = [t for work, _ in self._deferred for t in work.upstreams]
         for key in self.gate.held_keys():
             held = self.gate.get(key)
@@ -400,7 +402,12 @@ class Pipeline:
         # A mapped upstream's key is the job file's reference, not an item's: its name is the link.
         keys = {t.key for t in linked if not t.external}
         names = {t.name for t in linked}
-        return lambda item: item.name in wanted and item.key not in keys and item.name not in names
+
+        def in_the_way(item: Item) -> bool:
+            spared = item.key in keys or item.name in names
+            return (item.name in wanted or item.target_id in holders) and not spared
+
+        return in_the_way
 
     def _cost(self) -> RunCost:
         flow = self.provider.flow

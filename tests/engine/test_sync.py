@@ -891,3 +891,24 @@ def test_a_mapping_key_that_names_an_orphan_does_not_spare_it(tmp_path: Path) ->
     synced = job.run("--prune")
     states = job.states()
     assert (states[taking.key], states[referring.key]) == ("done", "failed"), synced.stderr[-3000:]
+
+
+def test_the_prune_before_a_round_finds_the_orphan_that_holds_the_name_by_its_flow(tmp_path: Path) -> None:
+    """An orphan whose flow still carries an older name than its item (a rename refused the
+    night before): the prune before the round looked orphans up by item name, missed it, and the
+    workflow that wants the flow's name landed a night late. The refusal names the flow that
+    holds the name, and that flow's orphan is pruned before the round."""
+    workflows = list(generate(30, seed=23))
+    referenced = {d.workflow for w in workflows for d in w.upstream}
+    old, keeper, new = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream][:3]
+    rest = [w for w in workflows if w not in (old, keeper, new)]
+    job = Job(tmp_path, "enos")
+    job.source([old, keeper, *rest])
+    assert job.run().returncode == 0
+    job.source([Workflow.model_validate({**old.to_record(), "name": keeper.name}), keeper, *rest])
+    assert job.run().returncode == 1  # keeper holds the name: old's flow keeps its own
+    taking = Workflow.model_validate({**new.to_record(), "name": old.name})
+    job.source([taking, keeper, *rest])
+    synced = job.run("--prune")
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert (job.states()[taking.key], job.states()[old.key]) == ("done", "orphaned")

@@ -348,6 +348,7 @@ class Enos:
             NAME_TAKEN,
             f"the name {name!r} is taken at the target by flow {holder} ({whose}){refusal}",
             action=Action.TAKEN,
+            holder=holder,
         )
 
     @asynccontextmanager
