@@ -319,9 +319,11 @@ class Pipeline:
     """Submits refused a name another object holds, sent again once the rest has settled."""
     _round: int | None = None
     """``settlements`` when the last round of deferred submits was sent."""
-    _orphaned: list[Item] = field(default_factory=list)
+    _orphaned: list[Item] | None = None
+    """What this sync orphaned, once :meth:`_sweep` has marked it (the source is read in full
+    by then, so once a run is enough)."""
     _pruned: list[Item] = field(default_factory=list)
-    """What :meth:`_sweep` orphaned and pruned so far this run."""
+    """What :meth:`_sweep` pruned so far this run."""
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.store, self.job.name, self.job.target.mappings.upstreams)
@@ -362,7 +364,7 @@ class Pipeline:
                 tg.start_soon(self.submit_all, work_rx)
                 tg.start_soon(poller.run)
             await self._sweep()
-            orphaned, pruned = self._orphaned, self._pruned
+            orphaned, pruned = self._orphaned or [], self._pruned
             counts = await self.store.counts(self.job.name)
             stopped = flow.circuit.stopped
             outcome = "completed" if stopped is None else "stopped"
@@ -382,18 +384,18 @@ class Pipeline:
         each round of deferred submits (see :meth:`_in_the_way`)."""
         if self.job.mode != "sync":
             return
-        self._orphaned += await self.orphan()
+        if self._orphaned is None:
+            self._orphaned = await self.orphan()
         if self.prune and not self.stopped:
             self._pruned += await self.prune_orphans(only)  # a pruned orphan is not pruned again
 
     async def _in_the_way(self) -> Callable[[Item], bool]:
         """The orphans pruned before a round of deferred submits: those whose object holds a name
-        one of them wants (or of that name, where the refusal did not say which object holds
-        it), for a removed workflow's object may hold it. Not one a deferred submit was
+        one of them wants (the refusal says which), for a removed workflow's object may hold
+        it. Not one a deferred submit was
         rendered against, or a held workflow resolves a reference to (as the gate resolves it):
         its links name it, and would be refused or, worse, bind to the new object of that name."""
-        wanted = {work.name for work, exc in self._deferred if exc.holder is None}
-        holders = {exc.holder for _, exc in self._deferred if exc.holder is not None}
+        holders = {exc.holder for _, exc in self._deferred}
         linked = [t for work, _ in self._deferred for t in work.upstreams]
         for key in self.gate.held_keys():
             held = self.gate.get(key)
@@ -403,11 +405,7 @@ class Pipeline:
         keys = {t.key for t in linked if not t.external}
         names = {t.name for t in linked}
 
-        def in_the_way(item: Item) -> bool:
-            spared = item.key in keys or item.name in names
-            return (item.name in wanted or item.target_id in holders) and not spared
-
-        return in_the_way
+        return lambda item: item.target_id in holders and item.key not in keys and item.name not in names
 
     def _cost(self) -> RunCost:
         flow = self.provider.flow
@@ -961,18 +959,18 @@ class Pipeline:
     async def _fail_deferred(self) -> None:
         """Fail what a whole round of deferred submits found still taken (a swap of two names)."""
         deferred, self._deferred = self._deferred, []
+        hint = (
+            "still taken once the rest of the run had settled: free the name at the target or rename "
+            f"the workflow (a sync sends it again each night; a migration with `migrator retry "
+            f"{self.job.name} --failed`)"
+        )
+        moves: list[Change] = [
+            Move(work.key, frozenset({State.RENDERED}), State.FAILED,
+                 {"error_code": exc.code, "error_message": f"{exc.message}; {hint}"})
+            for work, exc in deferred
+        ]  # fmt: skip
+        await self.store.apply(self.job.name, self.run_id, moves)
         for work, exc in deferred:
-            message = (
-                f"{exc.message}; still taken once the rest of the run had settled: free the name at "
-                "the target or rename the workflow (a sync sends it again each night; a migration "
-                f"with `migrator retry {self.job.name} --failed`)"
-            )
-            fields = {"error_code": exc.code, "error_message": message}
-            await self.store.apply(
-                self.job.name,
-                self.run_id,
-                [Move(work.key, frozenset({State.RENDERED}), State.FAILED, fields)],
-            )
             log.warning("submit failed", key=work.key, code=exc.code)
             self.observer.settled(State.FAILED)
             await self.settled(work.key, work.name, State.FAILED)

@@ -49,7 +49,7 @@ def _is_write(kind: str, action: str) -> bool:
 class Job:
     """One sync job into one embedded sandbox, run as a user runs it."""
 
-    def __init__(self, tmp: Path, kind: str) -> None:
+    def __init__(self, tmp: Path, kind: str, *, concurrency: int = 16) -> None:
         self.tmp, self.kind = tmp, kind
         self.inventory = tmp / "inv.jsonl"
         self.job = tmp / "nightly.toml"
@@ -60,7 +60,7 @@ class Job:
             f'[target]\nprovider = "{kind}"\nfolder = "mig"\nsubmitter = "etl"\n'
         )
         self.config.write_text(
-            f'[state]\npath = "state.db"\n[providers.{kind}]\nsandbox = true\nconcurrency = 16\n'
+            f'[state]\npath = "state.db"\n[providers.{kind}]\nsandbox = true\nconcurrency = {concurrency}\n'
             f"[providers.{kind}.poll]\ninitial = 0.1\nfactor = 1.5\nmax = 0.3\n"
             f"[providers.{kind}.sandbox_options]\njob_delay = [0.05, 0.2]\n"
         )
@@ -127,6 +127,19 @@ def _changed(wf: Workflow, how: str) -> Workflow:
     else:
         record["description"] = "changed by the nightly sync test"
     return Workflow.model_validate(record)
+
+
+def _unlinked(count: int) -> tuple[list[Workflow], list[Workflow]]:
+    """``count`` sample workflows with no upstream that none depends on (their names can change
+    hands without touching a link), and the other sample workflows."""
+    workflows = list(generate(30, seed=23))
+    referenced = {d.workflow for w in workflows for d in w.upstream}
+    picked = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream][:count]
+    return picked, [w for w in workflows if w not in picked]
+
+
+def _edited(wf: Workflow, **changes: Any) -> Workflow:
+    return Workflow.model_validate({**wf.to_record(), **changes})
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -624,21 +637,16 @@ def test_an_enos_name_freed_in_the_same_night_is_taken_once_the_rest_has_settled
     cannot both go first: they fail, each naming the other item, and the target keeps both
     flows as they were. Nor does a workflow whose new name stays taken lose its flow: one whose
     tasks changed too was deleted to be imported again, and then refused the name."""
-    workflows = list(generate(30, seed=23))
-    referenced = {d.workflow for w in workflows for d in w.upstream}
-    free = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream]
-    a, b, c, d, e, f, g = free[:7]
-    job = Job(tmp_path, "enos")
+    (a, b, c, d, e, f, g), rest = _unlinked(7)
     # One at a time, in inventory order: the one that needs a name is always sent first.
-    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
-    new = Workflow.model_validate({**a.to_record(), "source": {"system": "test", "id": "new"}})
-    rest = [w for w in workflows if w not in (a, b, c, d, e, f, g)]
+    job = Job(tmp_path, "enos", concurrency=1)
+    new = _edited(a, source={"system": "test", "id": "new"})
     job.source([a, b, c, d, e, f, g, *rest])
     assert job.run().returncode == 0
     before, _ = job.sandbox()
 
     def renamed(wf: Workflow, name: str) -> Workflow:
-        return Workflow.model_validate({**wf.to_record(), "name": name})
+        return _edited(wf, name=name)
 
     night = [
         renamed(g, b.name),  # takes b's name, which b gives up once c has given up its own
@@ -684,16 +692,13 @@ def test_an_enos_name_a_pruned_workflow_gives_up_is_taken_in_the_same_run(tmp_pa
     was refused the name its orphan's flow held, and ``--prune`` deleted that flow only after,
     so the new one stayed failed, night after night. With ``--prune``, a refused name now waits
     for the prune, and the new workflow lands in the same run."""
-    workflows = list(generate(30, seed=23))
-    referenced = {d.workflow for w in workflows for d in w.upstream}
-    gone = next(w for w in workflows if not {w.key, w.name} & referenced and not w.upstream)
-    new = Workflow.model_validate({**gone.to_record(), "source": {"system": "test", "id": "new"}})
-    job = Job(tmp_path, "enos")
-    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
-    job.source(workflows)
+    (gone,), rest = _unlinked(1)
+    new = _edited(gone, source={"system": "test", "id": "new"})
+    job = Job(tmp_path, "enos", concurrency=1)
+    job.source([gone, *rest])
     assert job.run().returncode == 0
     before, _ = job.sandbox()
-    job.source([new, *(w for w in workflows if w is not gone)])
+    job.source([new, *rest])
     synced = job.run("--prune")
     assert synced.returncode == 0, synced.stderr[-3000:]
     states = job.states()
@@ -709,17 +714,15 @@ def test_an_enos_name_refused_is_sent_again_the_next_night_once_it_is_free(tmp_p
     refused the name the first job's flow still holds, naming that job's item. Its source does
     not change again, and it was left failed for good; it is now sent again each night, and
     lands once the first job's ``--prune`` has freed the name."""
-    workflows = list(generate(30, seed=23))
-    referenced = {d.workflow for w in workflows for d in w.upstream}
-    moved = next(w for w in workflows if not {w.key, w.name} & referenced and not w.upstream)
+    (moved,), rest = _unlinked(1)
     first = Job(tmp_path, "enos")
-    first.source(workflows)
+    first.source([moved, *rest])
     assert first.run().returncode == 0
     other = tmp_path / "other.toml"
     other_inventory = tmp_path / "other.jsonl"
     text = first.job.read_text().replace('name = "nightly"', 'name = "other"')
     other.write_text(text.replace(str(first.inventory), str(other_inventory)))
-    arrived = Workflow.model_validate({**moved.to_record(), "source": {"system": "other", "id": "1"}})
+    arrived = _edited(moved, source={"system": "other", "id": "1"})
     write_jsonl(other_inventory, [arrived])
 
     def run_other() -> subprocess.CompletedProcess[str]:
@@ -734,7 +737,7 @@ def test_an_enos_name_refused_is_sent_again_the_next_night_once_it_is_free(tmp_p
         conn.close()
     assert code == "NameTaken"
     assert f"nightly/{moved.key}" in message
-    first.source([w for w in workflows if w is not moved])
+    first.source(rest)
     assert first.run("--prune").returncode == 0
     assert run_other().returncode == 0
     assert first.states()[arrived.key] == "done"
@@ -750,22 +753,18 @@ def test_the_prune_before_a_round_of_taken_names_deletes_only_the_orphans_of_tho
     rendering counted on it): that workflow was refused (62102) and failed. And an orphan a
     deferred update stopped linking to was refused (62104) before the update landed, and left
     at the target. Only the orphans of the deferred names are pruned early; the rest at the end."""
-    workflows = list(generate(30, seed=23))
-    referenced = {d.workflow for w in workflows for d in w.upstream}
-    up, t_up, t, d = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream][:4]
-    rest = [w for w in workflows if w not in (up, t_up, t, d)]
+    (up, t_up, t, d), rest = _unlinked(4)
     # t waits for the whole source to be read (its upstream is gone tonight), so d goes first
-    t = Workflow.model_validate({**t.to_record(), "upstream": [t_up.key]})
-    renamed = Workflow.model_validate({**t.to_record(), "name": f"{t.name}_v2"})  # gives its name to d
+    t = _edited(t, upstream=[t_up.key])
+    renamed = _edited(t, name=f"{t.name}_v2")  # gives its name to d
     for linking in (True, False):  # d links to up (gone tonight) from tonight on, or until tonight
         (tmp_path / str(linking)).mkdir()
-        job = Job(tmp_path / str(linking), "enos")
-        job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
-        before = [] if linking else [Workflow.model_validate({**d.to_record(), "upstream": [up.key]})]
+        job = Job(tmp_path / str(linking), "enos", concurrency=1)
+        before = [] if linking else [_edited(d, upstream=[up.key])]
         job.source([up, t_up, t, *before, *rest])
         assert job.run().returncode == 0
-        tonight = {**d.to_record(), "name": t.name, "upstream": [up.key] if linking else []}
-        job.source([Workflow.model_validate(tonight), renamed, *rest])
+        tonight = _edited(d, name=t.name, upstream=[up.key] if linking else [])
+        job.source([tonight, renamed, *rest])
         synced = job.run("--prune")
         states = job.states()
         assert (states[d.key], states[up.key]) == ("done", "orphaned"), synced.stderr[-3000:]
@@ -783,21 +782,17 @@ def test_the_prune_before_a_round_spares_an_orphan_a_deferred_workflow_links_to(
     against; pruned, its name went to another deferred workflow, and the first one's link, which
     names its upstream, bound to that newcomer: ``done``, depending on a workflow it never
     referred to. An orphan a deferred or held workflow refers to is now spared until the end."""
-    workflows = list(generate(30, seed=23))
-    referenced = {d.workflow for w in workflows for d in w.upstream}
-    up, gone, t, d1, d2 = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream][:5]
-    rest = [w for w in workflows if w not in (up, gone, t, d1, d2)]
-    job = Job(tmp_path, "enos")
-    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
+    (up, gone, t, d1, d2), rest = _unlinked(5)
+    job = Job(tmp_path, "enos", concurrency=1)
     job.source([up, gone, t, *rest])
     assert job.run().returncode == 0
     before, _ = job.sandbox()
-
-    def edited(wf: Workflow, **changes: object) -> Workflow:
-        return Workflow.model_validate({**wf.to_record(), **changes})
-
     # up and gone leave the source; d1 wants up's name, t gone's; d2 wants t's and depends on up
-    night = [edited(d1, name=up.name), edited(t, name=gone.name), edited(d2, name=t.name, upstream=[up.key])]
+    night = [
+        _edited(d1, name=up.name),
+        _edited(t, name=gone.name),
+        _edited(d2, name=t.name, upstream=[up.key]),
+    ]
     job.source([*night, *rest])
     synced = job.run("--prune")
     assert synced.returncode == 1, synced.stderr[-3000:]
@@ -822,18 +817,14 @@ def test_the_prune_before_a_round_spares_an_orphan_a_deferred_workflow_links_to_
     """A deferred workflow rendered against an upstream mapped by ``[target.mappings] upstreams``
     to the flow a removed workflow left: the flow was pruned before the round, as the upstream's
     key was not an orphan's, and the workflow's link bound to a new flow of that name."""
-    workflows = list(generate(30, seed=23))
-    referenced = {d.workflow for w in workflows for d in w.upstream}
-    up, holder, new, d = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream][:4]
-    rest = [w for w in workflows if w not in (up, holder, new, d)]
-    job = Job(tmp_path, "enos")
-    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
+    (up, holder, new, d), rest = _unlinked(4)
+    job = Job(tmp_path, "enos", concurrency=1)
     job.source([up, holder, *rest])
     assert job.run().returncode == 0
     up_flow = str(job.sandbox()[0][up.name]["flowId"])
     job.job.write_text(job.job.read_text() + f'[target.mappings]\nupstreams = {{ "ext:up" = "{up.name}" }}\n')
-    taking = Workflow.model_validate({**new.to_record(), "name": up.name})
-    linking = Workflow.model_validate({**d.to_record(), "name": holder.name, "upstream": ["ext:up"]})
+    taking = _edited(new, name=up.name)
+    linking = _edited(d, name=holder.name, upstream=["ext:up"])
     job.source([taking, linking, *rest])
     synced = job.run("--prune")
     flows, _ = job.sandbox()
@@ -848,16 +839,12 @@ def test_a_workflow_that_comes_back_under_a_new_id_takes_its_name_and_its_depend
     holds the name the new one wants, while a new dependant refers to it by that name (which
     resolves to the new item). The flow is pruned before the round, as the dependant's reference
     is not to it, and both land in the same run."""
-    workflows = list(generate(30, seed=23))
-    referenced = {d.workflow for w in workflows for d in w.upstream}
-    old, again, dependant = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream][:3]
-    rest = [w for w in workflows if w not in (old, again, dependant)]
-    job = Job(tmp_path, "enos")
-    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
+    (old, again, dependant), rest = _unlinked(3)
+    job = Job(tmp_path, "enos", concurrency=1)
     job.source([old, *rest])
     assert job.run().returncode == 0
-    back = Workflow.model_validate({**again.to_record(), "name": old.name})
-    depending = Workflow.model_validate({**dependant.to_record(), "upstream": [old.name]})
+    back = _edited(again, name=old.name)
+    depending = _edited(dependant, upstream=[old.name])
     job.source([back, depending, *rest])
     synced = job.run("--prune")
     assert synced.returncode == 0, synced.stderr[-3000:]
@@ -871,22 +858,15 @@ def test_a_mapping_key_that_names_an_orphan_does_not_spare_it(tmp_path: Path) ->
     another flow; an orphan is called ``L`` too. The mapping's key was taken for an item's
     name, so the orphan was spared from the prune before the round, and a new workflow that
     wants its name failed for a night though nothing links to it."""
-    workflows = list(generate(30, seed=23))
-    referenced = {d.workflow for w in workflows for d in w.upstream}
-    free = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream]
-    orphan, mapped_to, taker, stuck = free[:4]
-    rest = [w for w in workflows if w not in (orphan, mapped_to, taker, stuck)]
-    job = Job(tmp_path, "enos")
-    job.config.write_text(job.config.read_text().replace("concurrency = 16", "concurrency = 1"))
+    (orphan, mapped_to, taker, stuck), rest = _unlinked(4)
+    job = Job(tmp_path, "enos", concurrency=1)
     job.source([orphan, mapped_to, *rest])
     assert job.run().returncode == 0
     mapping = f'[target.mappings]\nupstreams = {{ "{orphan.name}" = "{mapped_to.name}" }}\n'
     job.job.write_text(job.job.read_text() + mapping)
-    taking = Workflow.model_validate({**taker.to_record(), "name": orphan.name})
+    taking = _edited(taker, name=orphan.name)
     # refers to the mapping, and wants a name the source's own workflow keeps: deferred for good
-    referring = Workflow.model_validate(
-        {**stuck.to_record(), "name": mapped_to.name, "upstream": [orphan.name]}
-    )
+    referring = _edited(stuck, name=mapped_to.name, upstream=[orphan.name])
     job.source([taking, referring, mapped_to, *rest])
     synced = job.run("--prune")
     states = job.states()
@@ -898,16 +878,13 @@ def test_the_prune_before_a_round_finds_the_orphan_that_holds_the_name_by_its_fl
     night before): the prune before the round looked orphans up by item name, missed it, and the
     workflow that wants the flow's name landed a night late. The refusal names the flow that
     holds the name, and that flow's orphan is pruned before the round."""
-    workflows = list(generate(30, seed=23))
-    referenced = {d.workflow for w in workflows for d in w.upstream}
-    old, keeper, new = [w for w in workflows if not {w.key, w.name} & referenced and not w.upstream][:3]
-    rest = [w for w in workflows if w not in (old, keeper, new)]
+    (old, keeper, new), rest = _unlinked(3)
     job = Job(tmp_path, "enos")
     job.source([old, keeper, *rest])
     assert job.run().returncode == 0
-    job.source([Workflow.model_validate({**old.to_record(), "name": keeper.name}), keeper, *rest])
+    job.source([_edited(old, name=keeper.name), keeper, *rest])
     assert job.run().returncode == 1  # keeper holds the name: old's flow keeps its own
-    taking = Workflow.model_validate({**new.to_record(), "name": old.name})
+    taking = _edited(new, name=old.name)
     job.source([taking, keeper, *rest])
     synced = job.run("--prune")
     assert synced.returncode == 0, synced.stderr[-3000:]
