@@ -85,7 +85,11 @@ class SandboxStore:
         )
         self._depth = 0
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # OFF: a killed process loses nothing committed (WAL frames are in the OS's page cache);
+        # only a machine that loses power could, and a sandbox need not outlive that. NORMAL made
+        # every checkpoint fsync in the event loop's thread, which stalled the engine with it
+        # when embedded: 545 against 690 calls/s, DataWorks, four alternated pairs.
+        self._db.execute("PRAGMA synchronous=OFF")
         with self.transaction():
             for statement in _SCHEMA:
                 self._db.execute(statement)
