@@ -94,9 +94,8 @@ class Poller:
         elif result.status is JobStatus.SUCCESS:
             await self._finish(item, State.DONE, done)
         else:
-            await self._finish(
-                item, State.FAILED, done, "AsyncJobFailed", f"async job {job} failed: {result.error}"
-            )
+            code = result.code or "AsyncJobFailed"
+            await self._finish(item, State.FAILED, done, code, f"async job {job} failed: {result.error}")
 
     async def _again(self, item: Item, done: dict[str, int], now: float, note: str | None) -> None:
         next_poll = now + self.policy.delay(done["polls"])

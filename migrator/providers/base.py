@@ -82,8 +82,13 @@ class JobStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Polled:
+    """A poll's answer. ``code``: the error code a failed job fails its item with, where the
+    provider can tell a kind of failure the engine treats apart (``NameTaken``: sent again by
+    each sync); otherwise ``AsyncJobFailed``."""
+
     status: JobStatus
     error: str | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -290,7 +290,8 @@ async def test_a_name_two_workflows_have_fails_its_dependant_saying_so_and_an_or
     """A reference by name that two workflows answer was taken as not found: the dependant went
     ahead with no dependency and a warning that the upstream is outside the job. An orphaned
     item of that name (the old item of a workflow given a new source id) does not count."""
-    twins = [dict(wf("U"), source={"system": "t", "id": f"u{i}"}) for i in (1, 2)]
+    # In two folders: DataWorks keeps one workflow to a path.
+    twins = [dict(wf("U"), source={"system": "t", "id": f"u{i}"}, folder=f"f{i}") for i in (1, 2)]
     outcome = await migrate(tmp_path, sandbox, [wf("D", ("U",)), *twins])
     found = await items(tmp_path)
     assert outcome.exit_code == 1
@@ -438,12 +439,15 @@ async def test_a_sync_moves_a_dependant_to_an_upstream_given_a_new_source_id_the
     kept depending on the old, orphaned U. And while the run reads, the old U (not read yet)
     and the new one both answer the name: D waits until the read says which is gone."""
 
-    def u(sid: str) -> dict[str, Any]:
-        return {**wf("U"), "source": {"system": "t", "id": sid}}
+    def u(sid: str, folder: str) -> dict[str, Any]:
+        return {**wf("U"), "source": {"system": "t", "id": sid}, "folder": folder}
 
-    first = await migrate(tmp_path, sandbox, [u("u1"), wf("D", ("U",))], mode="sync")
+    # In another folder: DataWorks keeps one workflow to a path, and the orphan keeps its own.
+    first = await migrate(tmp_path, sandbox, [u("u1", "old"), wf("D", ("U",))], mode="sync")
     assert first.exit_code == 0
-    second = await migrate(tmp_path, sandbox, [wf("D", ("U",)), u("u2")], mode="sync", pause_before="U")
+    second = await migrate(
+        tmp_path, sandbox, [wf("D", ("U",)), u("u2", "new")], mode="sync", pause_before="U"
+    )
     found = await items(tmp_path)
     assert second.exit_code == 0, {k: (i.state, i.error_message) for k, i in found.items()}
     assert (found["t:u1"].state, found["t:u2"].state, found["t:D"].state) == (
@@ -516,7 +520,9 @@ def test_an_orphan_back_in_the_source_leaves_orphaned_before_its_upstreams_are_c
 
 
 def _u(sid: str, name: str = "U", upstream: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {**wf(name, upstream), "source": {"system": "t", "id": sid}}
+    """U under source id ``sid``, in a folder of its own: DataWorks keeps one workflow to a path,
+    and the orphan of an id given up keeps its path."""
+    return {**wf(name, upstream), "source": {"system": "t", "id": sid}, "folder": sid}
 
 
 @pytest.mark.parametrize(

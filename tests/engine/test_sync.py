@@ -11,6 +11,7 @@ every unchanged workflow costs no write call and its object at the target is unt
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -709,13 +710,15 @@ def test_an_enos_name_a_pruned_workflow_gives_up_is_taken_in_the_same_run(tmp_pa
     assert f"pruned: 1 deleted at the target: {gone.name}" in synced.stderr
 
 
-def test_an_enos_name_refused_is_sent_again_the_next_night_once_it_is_free(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["enos", "dataworks"])
+def test_a_name_refused_is_sent_again_the_next_night_once_it_is_free(tmp_path: Path, kind: str) -> None:
     """A workflow moved from one job's inventory to another's, the same night: the other job is
-    refused the name the first job's flow still holds, naming that job's item. Its source does
-    not change again, and it was left failed for good; it is now sent again each night, and
-    lands once the first job's ``--prune`` has freed the name."""
+    refused the name the first job's object still holds (EnOS: the flow name, naming that job's
+    item; DataWorks: the workflow's path, at poll time). Its source does not change again, and
+    it was left failed for good; it is now sent again each night, and lands once the first job's
+    ``--prune`` has freed the name."""
     (moved,), rest = _unlinked(1)
-    first = Job(tmp_path, "enos")
+    first = Job(tmp_path, kind)
     first.source([moved, *rest])
     assert first.run().returncode == 0
     other = tmp_path / "other.toml"
@@ -736,13 +739,17 @@ def test_an_enos_name_refused_is_sent_again_the_next_night_once_it_is_free(tmp_p
     finally:
         conn.close()
     assert code == "NameTaken"
-    assert f"nightly/{moved.key}" in message
+    if kind == "enos":
+        assert f"nightly/{moved.key}" in message
+    else:
+        path = f"target folder already exists: mig/[^;]*/{re.escape(moved.name)};"
+        assert re.search(path, message), message
     first.source(rest)
     assert first.run("--prune").returncode == 0
     assert run_other().returncode == 0
     assert first.states()[arrived.key] == "done"
-    flows, _ = first.sandbox()
-    assert str(flows[moved.name]["flowId"]) == first.target_ids()[arrived.key]
+    objects, _ = first.sandbox()
+    assert str(objects[moved.name]["flowId" if kind == "enos" else "id"]) == first.target_ids()[arrived.key]
 
 
 def test_the_prune_before_a_round_of_taken_names_deletes_only_the_orphans_of_those_names(

@@ -14,7 +14,7 @@ import aiohttp
 from migrator import jsontext
 from migrator.config import ProviderConfig, TargetConfig
 from migrator.engine.flow import Flow
-from migrator.errors import ConfigError, ProviderError
+from migrator.errors import NAME_TAKEN, ConfigError, ProviderError
 from migrator.model import Workflow
 from migrator.providers.acs import AcsClient, is_not_found
 from migrator.providers.base import Found, JobStatus, Parts, Polled, Rendered, Submitted, UpstreamTarget
@@ -22,6 +22,12 @@ from migrator.providers.dataworks.render import render
 from migrator.store import Item, Part
 
 VERSION = "2024-05-18"
+#: How the service fails an import whose path (folder and name) another workflow holds.
+TAKEN_PATH = "target folder already exists: "
+_TAKEN_HINT = (
+    "another workflow holds this path at the target: a sync sends this one again each night, so "
+    "a rename that frees the path lands by the next; otherwise rename or remove one of them"
+)
 READS = frozenset({"GetJobStatus", "GetWorkflowDefinition", "ListWorkflowDefinitions"})
 
 
@@ -75,7 +81,10 @@ class DataWorks:
         if status == "Success":
             return Polled(JobStatus.SUCCESS)
         if status in {"Fail", "Cancel"} or (completed and status != "Success"):
-            return Polled(JobStatus.FAILED, f"{status}: {job.get('Error') or 'no error given'}")
+            error = str(job.get("Error") or "no error given")
+            if error.startswith(TAKEN_PATH):
+                return Polled(JobStatus.FAILED, f"{status}: {error}; {_TAKEN_HINT}", NAME_TAKEN)
+            return Polled(JobStatus.FAILED, f"{status}: {error}")
         return Polled(JobStatus.RUNNING)
 
     async def reconcile(self, item: Item) -> Found | None:

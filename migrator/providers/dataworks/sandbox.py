@@ -11,6 +11,11 @@ Cross-workflow dependencies resolve against outputs declared by workflows alread
 import (their outputs are registered when the import is accepted, the definition itself is
 written when the job completes), so upstream workflows must be submitted before downstream ones.
 
+A workflow's ``script.path`` is its place in Data Studio's tree, and one place holds one object:
+an import whose path another workflow holds fails its job with ``Error`` "target folder already
+exists: <path>" (the service's own example of an import error). Like outputs, a path is taken
+when its import is accepted, given up when the workflow is deleted or imported under another.
+
 Injected job faults (``Faults.job_fail``, ``Faults.job_hang``) are decided when the job is
 created, like its outcome: a failing job ends ``Fail`` with ``Error`` "sandbox fault: injected
 import failure", a hanging one stays ``Running`` for ever (restarts included); neither registers
@@ -31,6 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from migrator import jsontext
+from migrator.providers.dataworks.client import TAKEN_PATH
 from migrator.sandbox.acs import AcsError, AcsGateway, Call, json_response
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.faults import FaultPlan
@@ -44,6 +50,7 @@ MAX_PAGE_SIZE = 100
 
 WORKFLOWS = "workflow_definitions"
 OUTPUTS = "node_outputs"  # index: output string -> owning workflow (parent) and node
+PATHS = "workflow_paths"  # index: Data Studio path -> the workflow (parent) there
 
 # A DataWorks id is a 64-bit number carried as a decimal string.
 _ID = re.compile(r"[0-9]{1,19}")
@@ -346,6 +353,11 @@ class _DataWorks:
                 outcome, error = "Success", ""
             except SpecInvalid as exc:
                 accepted, outcome, error = None, "Fail", str(exc)
+            if accepted is not None:
+                holder = self._store.parents(PATHS, [accepted.path]).get(accepted.path)
+                if holder not in (None, accepted.workflow_id):
+                    outcome, error = "Fail", TAKEN_PATH + accepted.path
+                    accepted = None
             if fault == "fail":
                 accepted, outcome, error = None, "Fail", INJECTED_FAILURE
             elif fault == "hang":
@@ -356,11 +368,13 @@ class _DataWorks:
             spec = None if accepted is None else raw_spec
             if accepted is not None:
                 payload.update(name=accepted.name, path=accepted.path)
-                if not dry_run:  # outputs become resolvable by later imports as soon as this one is accepted
+                if not dry_run:  # outputs and the path are taken as soon as this one is accepted
                     self._store.delete_children(OUTPUTS, workflow_id)
                     self._store.put_children(
                         OUTPUTS, workflow_id, ((o, {"node_id": node_id}) for o, node_id in accepted.outputs)
                     )
+                    self._store.delete_children(PATHS, workflow_id)
+                    self._store.put_children(PATHS, workflow_id, [(accepted.path, {})])
             self._store.add_job(Job(job_id, job_type, RUNNING, outcome, error, now, due_ms, payload, spec))
         return {
             "AsyncJob": {
@@ -404,11 +418,12 @@ class _DataWorks:
         return found
 
     async def delete_workflow_definition(self, call: Call) -> dict[str, Any]:
-        """The definition and the outputs it published go (a later import may create it again)."""
+        """The definition, the outputs it published and its path go (a later import may create it again)."""
         found = self._definition(call)
         with self._store.transaction():
             self._store.delete(WORKFLOWS, found["id"])
             self._store.delete_children(OUTPUTS, found["id"])
+            self._store.delete_children(PATHS, found["id"])
         return {"Success": True}
 
     async def get_workflow_definition(self, call: Call) -> dict[str, Any]:

@@ -256,6 +256,25 @@ async def test_cross_workflow_dependency_resolves_to_an_imported_output(api: Api
     assert 'output "2001" is already declared by workflow 1001' in status["Error"]
 
 
+async def test_a_path_holds_one_workflow_until_it_is_renamed_or_deleted(api: Api) -> None:
+    async def status(spec: dict[str, Any], **extra: str) -> dict[str, Any]:
+        return await api.wait((await api.import_(spec, **extra))["Id"])
+
+    other = flowspec("1002", "wf", [node("2003", "x")])  # another workflow, at Sandbox/wf
+    assert (await status(simple_spec()))["Status"] == "Success"
+    for extra in ({}, {"DryRun": "true"}):
+        refused = await status(other, **extra)
+        assert (refused["Status"], refused["Error"]) == ("Fail", "target folder already exists: Sandbox/wf")
+    assert (await status(simple_spec()))["Status"] == "Success"  # its own path: an update
+    assert (await status(simple_spec("wf renamed")))["Status"] == "Success"  # gives Sandbox/wf up
+    assert (await status(other))["Status"] == "Success"
+    assert (await status(simple_spec("wf")))["Status"] == "Fail"  # 1001 may not come back to it
+    await api.ok("DeleteWorkflowDefinition", ProjectId=PROJECT, Id="1002")
+    assert (await status(simple_spec("wf")))["Status"] == "Success"
+    names = {d["id"]: d["path"] for d in (await api.objects())["workflow_definitions"]}
+    assert names == {"1001": "Sandbox/wf"}
+
+
 async def test_dry_run_validates_without_importing(api: Api) -> None:
     assert (await api.wait((await api.import_(simple_spec(), DryRun="true"))["Id"]))["Status"] == "Success"
     assert (await api.wait((await api.import_(_dangling(), DryRun="true"))["Id"]))["Status"] == "Fail"
