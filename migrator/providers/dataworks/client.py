@@ -22,11 +22,14 @@ from migrator.providers.dataworks.render import render
 from migrator.store import Item, Part
 
 VERSION = "2024-05-18"
-#: How the service fails an import whose path (folder and name) another workflow holds.
-TAKEN_PATH = "target folder already exists: "
+#: How the service fails an import whose path (folder and name) another workflow holds (matched
+#: anywhere in the job's error, in any case: a prefix or a capital must not turn it into a
+#: failure no sync sends again).
+TAKEN_PATH = "target folder already exists"
 _TAKEN_HINT = (
-    "another workflow holds this path at the target: a sync sends this one again each night, so "
-    "a rename that frees the path lands by the next; otherwise rename or remove one of them"
+    "another workflow holds this path (its folder and name) at the target: rename or remove one "
+    "of them. A sync sends this one again each night, so a path that a rename or a prune gives "
+    "up is taken by the next night; a migration, with `migrator retry JOB --failed`"
 )
 READS = frozenset({"GetJobStatus", "GetWorkflowDefinition", "ListWorkflowDefinitions"})
 
@@ -82,7 +85,7 @@ class DataWorks:
             return Polled(JobStatus.SUCCESS)
         if status in {"Fail", "Cancel"} or (completed and status != "Success"):
             error = str(job.get("Error") or "no error given")
-            if error.startswith(TAKEN_PATH):
+            if TAKEN_PATH in error.lower():
                 return Polled(JobStatus.FAILED, f"{status}: {error}; {_TAKEN_HINT}", NAME_TAKEN)
             return Polled(JobStatus.FAILED, f"{status}: {error}")
         return Polled(JobStatus.RUNNING)

@@ -15,6 +15,9 @@ A workflow's ``script.path`` is its place in Data Studio's tree, and one place h
 an import whose path another workflow holds fails its job with ``Error`` "target folder already
 exists: <path>" (the service's own example of an import error). Like outputs, a path is taken
 when its import is accepted, given up when the workflow is deleted or imported under another.
+And as DataWorks undeploys only nodes with no descendants, a workflow others depend on (on its
+own output or a node's) cannot be deleted: ``InvalidWorkflowDefinition.HasDescendants`` (the
+service documents the refusal, not its code) names them.
 
 Injected job faults (``Faults.job_fail``, ``Faults.job_hang``) are decided when the job is
 created, like its outcome: a failing job ends ``Fail`` with ``Error`` "sandbox fault: injected
@@ -36,7 +39,6 @@ from typing import Any
 from aiohttp import web
 
 from migrator import jsontext
-from migrator.providers.dataworks.client import TAKEN_PATH
 from migrator.sandbox.acs import AcsError, AcsGateway, Call, json_response
 from migrator.sandbox.base import SandboxSettings
 from migrator.sandbox.faults import FaultPlan
@@ -51,6 +53,8 @@ MAX_PAGE_SIZE = 100
 WORKFLOWS = "workflow_definitions"
 OUTPUTS = "node_outputs"  # index: output string -> owning workflow (parent) and node
 PATHS = "workflow_paths"  # index: Data Studio path -> the workflow (parent) there
+DEPENDS = "workflow_depends"  # index: <dependant>><upstream>, named by the upstream, under the dependant
+TAKEN_PATH = "target folder already exists: "
 
 # A DataWorks id is a 64-bit number carried as a decimal string.
 _ID = re.compile(r"[0-9]{1,19}")
@@ -101,6 +105,8 @@ class _Accepted:
     name: str
     path: str
     outputs: tuple[tuple[str, str], ...]
+    upstreams: frozenset[str]
+    """The other workflows whose outputs this one depends on."""
 
 
 def _obj(value: Any, path: str) -> dict[str, Any]:
@@ -207,12 +213,13 @@ def check_spec(doc: Any, output_owners: Callable[[Iterable[str]], Mapping[str, s
     node_outputs = {o for o, (node_id, _p) in outputs.items() if node_id != workflow_id}
     outside: list[tuple[str, str]] = []  # (output, JSONPath) of dependencies on other workflows
 
-    def resolve() -> None:
+    def resolve() -> frozenset[str]:
         """Look the outside outputs up in one query; name the first that no workflow declares."""
         owners = output_owners(o for o, _at in outside)
         for output, at in outside:
             if owners.get(output, workflow_id) == workflow_id:
                 raise SpecInvalid(f'{at}: no node declares the output "{output}"')
+        return frozenset(owners.values())
 
     try:
         for found in _outside_depends(workflow, base, node_ids, node_outputs):
@@ -220,9 +227,10 @@ def check_spec(doc: Any, output_owners: Callable[[Iterable[str]], Mapping[str, s
     except SpecInvalid:
         resolve()  # an unresolved output before the problem found is the first problem
         raise
-    resolve()
+    upstreams = resolve()
     accepted = tuple((o, node_id) for o, (node_id, _p) in outputs.items())
-    return _Accepted(workflow_id, name, path if isinstance(path, str) and path else name, accepted)
+    place = path if isinstance(path, str) and path else name
+    return _Accepted(workflow_id, name, place, accepted, upstreams)
 
 
 # --- the service -------------------------------------------------------------------------------
@@ -286,6 +294,7 @@ class _DataWorks:
         self._store = store
         self._delay = settings.job_delay
         self._faults = faults
+        self._index_old_file()
 
     def _project(self, call: Call) -> None:
         raw = call.require("ProjectId")
@@ -307,6 +316,32 @@ class _DataWorks:
         now = _now_ms()
         for job_id in self._store.due_jobs(now):
             self._store.finish_job(job_id, now, self._apply)
+
+    def _index(self, accepted: _Accepted) -> None:
+        """What an accepted import takes: its outputs, its path, and its links to upstreams."""
+        workflow_id = accepted.workflow_id
+        for kind in (OUTPUTS, PATHS, DEPENDS):
+            self._store.delete_children(kind, workflow_id)
+        self._store.put_children(
+            OUTPUTS, workflow_id, ((o, {"node_id": node_id}) for o, node_id in accepted.outputs)
+        )
+        self._store.put_children(PATHS, workflow_id, [(accepted.path, {})])
+        for upstream in accepted.upstreams:
+            self._store.put(DEPENDS, f"{workflow_id}>{upstream}", {}, name=upstream, parent=workflow_id)
+
+    def _index_old_file(self) -> None:
+        """A file from before paths and links were indexed: index its definitions, as imported."""
+        if self._store.has(PATHS) or not self._store.has(WORKFLOWS):
+            return
+        with self._store.transaction():
+            for definition in self._store.objects(WORKFLOWS):
+                try:
+                    accepted = check_spec(
+                        _stored_spec(definition), lambda outputs: self._store.parents(OUTPUTS, outputs)
+                    )
+                except SpecInvalid:
+                    continue  # its upstream is gone: it keeps its outputs, and takes nothing more
+                self._index(accepted)
 
     def _apply(self, job: Job) -> dict[str, Any]:
         """A job reached its outcome: a successful, non-dry-run import upserts the definition."""
@@ -368,13 +403,8 @@ class _DataWorks:
             spec = None if accepted is None else raw_spec
             if accepted is not None:
                 payload.update(name=accepted.name, path=accepted.path)
-                if not dry_run:  # outputs and the path are taken as soon as this one is accepted
-                    self._store.delete_children(OUTPUTS, workflow_id)
-                    self._store.put_children(
-                        OUTPUTS, workflow_id, ((o, {"node_id": node_id}) for o, node_id in accepted.outputs)
-                    )
-                    self._store.delete_children(PATHS, workflow_id)
-                    self._store.put_children(PATHS, workflow_id, [(accepted.path, {})])
+                if not dry_run:  # outputs, path and links are taken as soon as this one is accepted
+                    self._index(accepted)
             self._store.add_job(Job(job_id, job_type, RUNNING, outcome, error, now, due_ms, payload, spec))
         return {
             "AsyncJob": {
@@ -418,12 +448,23 @@ class _DataWorks:
         return found
 
     async def delete_workflow_definition(self, call: Call) -> dict[str, Any]:
-        """The definition, the outputs it published and its path go (a later import may create it again)."""
+        """The definition, its outputs, path and links go (a later import may create it again);
+        refused while other workflows depend on it."""
         found = self._definition(call)
+        workflow_id = found["id"]
+        dependants = sorted(d for d in self._store.parents_named(DEPENDS, workflow_id) if d != workflow_id)
+        if dependants:
+            names = self._store.names(WORKFLOWS, dependants)
+            listed = ", ".join(f"{d} ({names.get(d, '?')})" for d in dependants)
+            raise AcsError(
+                "InvalidWorkflowDefinition.HasDescendants",
+                f"The workflow definition {workflow_id} has descendant nodes and cannot be deleted: "
+                f"workflows {listed} depend on it. Remove those dependencies first.",
+            )
         with self._store.transaction():
-            self._store.delete(WORKFLOWS, found["id"])
-            self._store.delete_children(OUTPUTS, found["id"])
-            self._store.delete_children(PATHS, found["id"])
+            self._store.delete(WORKFLOWS, workflow_id)
+            for kind in (OUTPUTS, PATHS, DEPENDS):
+                self._store.delete_children(kind, workflow_id)
         return {"Success": True}
 
     async def get_workflow_definition(self, call: Call) -> dict[str, Any]:

@@ -261,6 +261,30 @@ async def test_job_status_completed_is_a_string(
     assert dict(parse_qsl(urlsplit(url).query)) == {"JobId": "J1"}
 
 
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ("target folder already exists: mig/etl/orders", "NameTaken"),
+        ("Import failed: Target folder already exists: mig/etl/orders", "NameTaken"),
+        ("$.spec.x: bad", None),
+    ],
+)
+async def test_an_import_refused_a_held_path_fails_name_taken_saying_what_to_do(
+    session: aiohttp.ClientSession, error: str, code: str | None
+) -> None:
+    """NameTaken is what a sync sends again each night: a prefix or a capital in the service's
+    wording must not make it a failure that is never tried again."""
+    dw, _ = provider(session)
+    with aioresponses() as mocked:
+        job = {"JobId": "J1", "Status": "Fail", "Completed": "True", "Error": error}
+        mocked.get(ANY, payload={"RequestId": "r", "JobStatus": job})
+        polled = await dw.poll("J1")
+    assert (polled.status, polled.code) == (JobStatus.FAILED, code)
+    assert polled.error is not None
+    assert polled.error.startswith(f"Fail: {error}")
+    assert ("`migrator retry JOB --failed`" in polled.error) is (code is not None)
+
+
 async def test_reconcile_treats_not_found_as_absent(session: aiohttp.ClientSession) -> None:
     dw, _ = provider(session)
     with aioresponses() as mocked:

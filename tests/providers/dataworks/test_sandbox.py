@@ -261,6 +261,7 @@ async def test_a_path_holds_one_workflow_until_it_is_renamed_or_deleted(api: Api
         return await api.wait((await api.import_(spec, **extra))["Id"])
 
     other = flowspec("1002", "wf", [node("2003", "x")])  # another workflow, at Sandbox/wf
+    assert (await status(other, DryRun="true"))["Status"] == "Success"  # the path is free, and stays so
     assert (await status(simple_spec()))["Status"] == "Success"
     for extra in ({}, {"DryRun": "true"}):
         refused = await status(other, **extra)
@@ -273,6 +274,22 @@ async def test_a_path_holds_one_workflow_until_it_is_renamed_or_deleted(api: Api
     assert (await status(simple_spec("wf")))["Status"] == "Success"
     names = {d["id"]: d["path"] for d in (await api.objects())["workflow_definitions"]}
     assert names == {"1001": "Sandbox/wf"}
+
+
+async def test_a_workflow_others_depend_on_cannot_be_deleted_until_they_no_longer_do(api: Api) -> None:
+    """DataWorks undeploys only nodes with no descendants: a prune must not leave a dependency
+    on a workflow that is gone."""
+    await api.wait((await api.import_(simple_spec()))["Id"])
+    downstream = flowspec("1002", "down", [node("2003", "c")], {"2003": ["2002"]})  # on 1001's node b
+    await api.wait((await api.import_(downstream))["Id"])
+    status, body = await api("DeleteWorkflowDefinition", ProjectId=PROJECT, Id="1001")
+    assert (status, body["Code"]) == (400, "InvalidWorkflowDefinition.HasDescendants")
+    assert "workflows 1002 (down) depend on it" in body["Message"]
+    assert {d["id"] for d in (await api.objects())["workflow_definitions"]} == {"1001", "1002"}
+    alone = flowspec("1002", "down", [node("2003", "c")])  # the same workflow, its dependency dropped
+    assert (await api.wait((await api.import_(alone))["Id"]))["Status"] == "Success"
+    await api.ok("DeleteWorkflowDefinition", ProjectId=PROJECT, Id="1001")
+    assert {d["id"] for d in (await api.objects())["workflow_definitions"]} == {"1002"}
 
 
 async def test_dry_run_validates_without_importing(api: Api) -> None:
@@ -382,6 +399,27 @@ async def test_an_import_running_in_a_file_of_the_release_before_finishes_with_i
             "GetWorkflowDefinition", ProjectId=PROJECT, Id="1001", IncludeScriptContent="true"
         )
         assert json.loads(found["WorkflowDefinition"]["Spec"]) == spec
+
+
+async def test_a_file_of_the_release_before_gets_its_paths_and_links_indexed(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    data = tmp_path / "dw.db"
+    async with running("dataworks", settings(data)) as first:
+        api = Api(session, first)
+        await api.wait((await api.import_(simple_spec()))["Id"])
+        downstream = flowspec("1002", "down", [node("2003", "c")], {"2003": ["2002"]})
+        await api.wait((await api.import_(downstream))["Id"])
+    db = sqlite3.connect(data)
+    db.execute("DELETE FROM objects WHERE kind IN ('workflow_paths', 'workflow_depends')")
+    db.commit()
+    db.close()
+    async with running("dataworks", settings(data)) as second:
+        api = Api(session, second)
+        refused = await api.wait((await api.import_(flowspec("1003", "wf", [node("2004", "x")])))["Id"])
+        assert refused["Error"] == "target folder already exists: Sandbox/wf"
+        status, _ = await api("DeleteWorkflowDefinition", ProjectId=PROJECT, Id="1001")
+        assert status == 400
 
 
 async def test_two_sandboxes_on_one_file_complete_a_job_once(
