@@ -72,11 +72,21 @@ def until_quota_day(now: float) -> float:
     return 86400 - (now + QUOTA_DAY_OFFSET) % 86400
 
 
-NOT_FOUND_MARKERS = ("NotFound", "NotExist", "NotExists", "not exist")
+NOT_FOUND_CODES = ("NotFound", "NotExist")
+#: EMR's flow API answers every refusal with one code, ``FLOW_API_FAILED``: only its message says
+#: that the flow or job acted on is missing ("flow [F-1] not exist"). Matched from the start, for
+#: those two kinds alone: a missing project, cluster, folder or parent flow is not the object
+#: being gone, and a message that quotes a workflow's name ("... AlertIfFileNotExist ...") must
+#: not read as one. Taken for gone, a refusal would mark a prune done or make an object again.
+_FLOW_API_GONE = re.compile(r"(flow|job) \[[^\]]*\] (does )?not exist", re.IGNORECASE)
 
 
 def is_not_found(exc: ProviderError) -> bool:
-    return exc.status == 404 or any(m in exc.code or m in exc.message for m in NOT_FOUND_MARKERS)
+    """The object a call acted on is not at the target: by HTTP status or error code, or for EMR's
+    flow API (one code for every refusal) by the start of its message."""
+    if exc.status == 404 or any(m in exc.code for m in NOT_FOUND_CODES):
+        return True
+    return exc.code == "FLOW_API_FAILED" and _FLOW_API_GONE.match(exc.message) is not None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

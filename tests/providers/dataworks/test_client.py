@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from migrator.auth import acs
 from migrator.config import ProviderConfig
 from migrator.errors import Action, ProviderError, ProviderStopped
+from migrator.providers.acs import is_not_found
 from migrator.providers.base import JobStatus, Rendered
 from migrator.providers.dataworks.client import DataWorks
 from migrator.store import Item, Part, State
@@ -283,6 +284,38 @@ async def test_an_import_refused_a_held_path_fails_name_taken_saying_what_to_do(
     assert polled.error is not None
     assert polled.error.startswith(f"Fail: {error}")
     assert ("`migrator retry JOB --failed`" in polled.error) is (code is not None)
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "status", "gone"),
+    [
+        ("InvalidWorkflowDefinition.NotFound", "The workflow definition 1 does not exist.", 404, True),
+        ("InvalidJobId.NotFound", "job", 400, True),
+        ("FLOW_API_FAILED", "flow [F-1] not exist", 400, True),
+        ("FLOW_API_FAILED", "job [FJ-1] not exist", 400, True),
+        # Not the object acted on: a wrong project, a missing parent, a name quoted in a refusal.
+        ("FLOW_API_FAILED", "project not exist", 400, False),
+        ("FLOW_API_FAILED", "parent flow [F-2] not exist", 400, False),
+        ("FLOW_API_FAILED", "cluster [C-1] not exist", 400, False),
+        (
+            "Forbidden.NotInProject",
+            "The current user is not a member of workspace 9, or the workspace does not exist.",
+            403,
+            False,
+        ),
+        (
+            "InvalidWorkflowDefinition.HasDescendants",
+            "workflows 7 (AlertIfFileNotExist) depend on it",
+            400,
+            False,
+        ),
+    ],
+)
+def test_not_found_is_the_object_acted_on_missing_and_nothing_else(
+    code: str, message: str, status: int, gone: bool
+) -> None:
+    """Taken for gone, a refusal marks a prune done though the object stays, or makes it again."""
+    assert is_not_found(ProviderError(code, message, status=status)) is gone
 
 
 async def test_reconcile_treats_not_found_as_absent(session: aiohttp.ClientSession) -> None:
