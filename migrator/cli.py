@@ -197,7 +197,7 @@ def run(
         sys.exit(EXIT_INTERRUPTED)
     except MigratorError as exc:
         sys.exit(_fail(exc))
-    _summary(console, job, outcome)
+    _summary(console, job, outcome, prune=prune)
     sys.exit(outcome.exit_code)
 
 
@@ -236,7 +236,7 @@ async def _run_job(
         return outcome
 
 
-def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
+def _summary(console: Console, job: JobConfig, outcome: Outcome, *, prune: bool) -> None:
     counts = outcome.counts
     total = sum(counts.values())
     parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -268,9 +268,15 @@ def _summary(console: Console, job: JobConfig, outcome: Outcome) -> None:
     left = [i for i in outcome.orphaned if i.target_id and i.key not in pruned]
     if left:
         names = ", ".join(i.name for i in left[:20]) + (", ..." if len(left) > 20 else "")
+        # After --prune, what is left was refused (or the run stopped first): each item says why.
+        then = (
+            f"not deleted: the target refused (another workflow depends on it, say) or the run "
+            f"stopped first; each says why in migrator report {job.path}"
+            if prune
+            else f"migrator run {job.path} --prune deletes them"
+        )
         console.print(
-            f"orphaned: {len(left)} gone from the source but still at the target: {names}. "
-            f"migrator run {job.path} --prune deletes them",
+            f"orphaned: {len(left)} gone from the source but still at the target: {names}. {then}",
             soft_wrap=True,
         )
 

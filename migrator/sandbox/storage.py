@@ -215,12 +215,6 @@ class SandboxStore:
         ).fetchall()
         return [_loads(r[0]) for r in rows]
 
-    def has(self, kind: str) -> bool:
-        """Whether any object of a kind is stored (one indexed row read, not a count)."""
-        return (
-            self._db.execute("SELECT 1 FROM objects WHERE kind = ? LIMIT 1", (kind,)).fetchone() is not None
-        )
-
     def parents_named(self, kind: str, name: str) -> list[str]:
         """The parents of the objects of a kind called ``name``: an indexed lookup."""
         rows = self._db.execute(

@@ -896,3 +896,41 @@ def test_the_prune_before_a_round_finds_the_orphan_that_holds_the_name_by_its_fl
     synced = job.run("--prune")
     assert synced.returncode == 0, synced.stderr[-3000:]
     assert (job.states()[taking.key], job.states()[old.key]) == ("done", "orphaned")
+
+
+def test_a_dataworks_prune_keeps_an_upstream_a_workflow_still_depends_on_and_says_so(tmp_path: Path) -> None:
+    """DataWorks deletes no workflow another depends on. The sandbox deleted it, and a prune left
+    the dependant at the target linked to nothing, exit 0. Now the prune is refused, the summary
+    says the orphan was not deleted and where to read why, and the dependant keeps its link;
+    once nothing depends on it, the next prune deletes it."""
+    workflows = list(generate(30, seed=23))
+    by_ref = {ref: w for w in workflows for ref in (w.key, w.name)}
+    dependant = next(w for w in workflows if w.upstream and w.upstream_workflows()[0] in by_ref)
+    upstream = by_ref[dependant.upstream_workflows()[0]]
+    job = Job(tmp_path, "dataworks")
+    job.source(workflows)
+    assert job.run().returncode == 0
+    upstream_id = job.target_ids()[upstream.key]
+    job.source([w for w in workflows if w is not upstream])
+    kept = job.run("--prune")
+    assert kept.returncode == 0, kept.stderr[-3000:]
+    assert (
+        f"orphaned: 1 gone from the source but still at the target: {upstream.name}. not deleted"
+        in kept.stderr
+    )
+    assert "--prune deletes them" not in kept.stderr
+    conn = sqlite3.connect(job.state)
+    try:
+        (code,) = conn.execute("SELECT error_code FROM items WHERE key = ?", (upstream.key,)).fetchone()
+    finally:
+        conn.close()
+    assert code == "InvalidWorkflowDefinition.HasDescendants"
+    objects, _ = job.sandbox()
+    assert objects[upstream.name]["id"] == upstream_id
+    job.source([w for w in workflows if w is not upstream and w is not dependant])
+    gone = job.run("--prune")
+    assert gone.returncode == 0, gone.stderr[-3000:]
+    assert "pruned: 2 deleted at the target: " in gone.stderr
+    objects, _ = job.sandbox()
+    assert upstream.name not in objects
+    assert dependant.name not in objects

@@ -27,9 +27,11 @@ VERSION = "2024-05-18"
 #: failure no sync sends again).
 TAKEN_PATH = "target folder already exists"
 _TAKEN_HINT = (
-    "another workflow holds this path (its folder and name) at the target: rename or remove one "
-    "of them. A sync sends this one again each night, so a path that a rename or a prune gives "
-    "up is taken by the next night; a migration, with `migrator retry JOB --failed`"
+    "another workflow holds this path (its folder and name) at the target. A sync sends this one "
+    "again each night, so a path that a rename or a prune gives up is taken by the next night "
+    "(a migration: `migrator retry JOB --failed`); but a removed workflow that others still "
+    "depend on is never pruned, so if it is this one's old self (back under a new source id), "
+    "rename one of them by hand"
 )
 READS = frozenset({"GetJobStatus", "GetWorkflowDefinition", "ListWorkflowDefinitions"})
 

@@ -54,6 +54,7 @@ WORKFLOWS = "workflow_definitions"
 OUTPUTS = "node_outputs"  # index: output string -> owning workflow (parent) and node
 PATHS = "workflow_paths"  # index: Data Studio path -> the workflow (parent) there
 DEPENDS = "workflow_depends"  # index: <dependant>><upstream>, named by the upstream, under the dependant
+META = "sandbox_meta"  # "indexed": paths and links indexed for every definition (files from before)
 TAKEN_PATH = "target folder already exists: "
 
 # A DataWorks id is a 64-bit number carried as a decimal string.
@@ -331,9 +332,10 @@ class _DataWorks:
 
     def _index_old_file(self) -> None:
         """A file from before paths and links were indexed: index its definitions, as imported."""
-        if self._store.has(PATHS) or not self._store.has(WORKFLOWS):
+        if self._store.get(META, "indexed") is not None:
             return
         with self._store.transaction():
+            self._store.put(META, "indexed", {})
             for definition in self._store.objects(WORKFLOWS):
                 try:
                     accepted = check_spec(
@@ -452,16 +454,16 @@ class _DataWorks:
         refused while other workflows depend on it."""
         found = self._definition(call)
         workflow_id = found["id"]
-        dependants = sorted(d for d in self._store.parents_named(DEPENDS, workflow_id) if d != workflow_id)
-        if dependants:
-            names = self._store.names(WORKFLOWS, dependants)
-            listed = ", ".join(f"{d} ({names.get(d, '?')})" for d in dependants)
-            raise AcsError(
-                "InvalidWorkflowDefinition.HasDescendants",
-                f"The workflow definition {workflow_id} has descendant nodes and cannot be deleted: "
-                f"workflows {listed} depend on it. Remove those dependencies first.",
-            )
-        with self._store.transaction():
+        with self._store.transaction():  # the check and the delete under one write lock
+            dependants = self._store.parents_named(DEPENDS, workflow_id)  # never itself: see check_spec
+            if dependants:
+                names = self._store.names(WORKFLOWS, dependants)
+                listed = ", ".join(f"{d} ({names.get(d, '?')})" for d in dependants)
+                raise AcsError(
+                    "InvalidWorkflowDefinition.HasDescendants",
+                    f"The workflow definition {workflow_id} has descendant nodes and cannot be deleted: "
+                    f"workflows {listed} depend on it. Remove those dependencies first.",
+                )
             self._store.delete(WORKFLOWS, workflow_id)
             for kind in (OUTPUTS, PATHS, DEPENDS):
                 self._store.delete_children(kind, workflow_id)

@@ -411,7 +411,7 @@ async def test_a_file_of_the_release_before_gets_its_paths_and_links_indexed(
         downstream = flowspec("1002", "down", [node("2003", "c")], {"2003": ["2002"]})
         await api.wait((await api.import_(downstream))["Id"])
     db = sqlite3.connect(data)
-    db.execute("DELETE FROM objects WHERE kind IN ('workflow_paths', 'workflow_depends')")
+    db.execute("DELETE FROM objects WHERE kind IN ('workflow_paths', 'workflow_depends', 'sandbox_meta')")
     db.commit()
     db.close()
     async with running("dataworks", settings(data)) as second:
