@@ -264,14 +264,21 @@ def _summary(console: Console, job: JobConfig, outcome: Outcome, *, prune: bool)
     if outcome.pruned:
         names = ", ".join(i.name for i in outcome.pruned)
         console.print(f"pruned: {len(outcome.pruned)} deleted at the target: {names}", soft_wrap=True)
-    pruned = {i.key for i in outcome.pruned}
-    left = [i for i in outcome.orphaned if i.target_id and i.key not in pruned]
+    if outcome.refused:
+        names = ", ".join(i.name for i in outcome.refused[:20]) + (
+            ", ..." if len(outcome.refused) > 20 else ""
+        )
+        console.print(
+            f"not pruned: {len(outcome.refused)} gone from the source that the target refused to delete "
+            f"(another workflow depends on it, say): {names}. Each says why: migrator report {job.path}",
+            soft_wrap=True,
+        )
+    done = {i.key for i in [*outcome.pruned, *outcome.refused]}
+    left = [i for i in outcome.orphaned if i.target_id and i.key not in done]
     if left:
         names = ", ".join(i.name for i in left[:20]) + (", ..." if len(left) > 20 else "")
-        # After --prune, what is left was refused (or the run stopped first): each item says why.
         then = (
-            f"not deleted: the target refused (another workflow depends on it, say) or the run "
-            f"stopped first; each says why in migrator report {job.path}"
+            "the run stopped before pruning them"
             if prune
             else f"migrator run {job.path} --prune deletes them"
         )

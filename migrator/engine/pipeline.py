@@ -279,6 +279,8 @@ class Outcome:
     #: Sync: items found gone from the source this run, and those deleted at the target (--prune).
     orphaned: list[Item] = field(default_factory=list)
     pruned: list[Item] = field(default_factory=list)
+    #: Orphans the target refused to delete (--prune), this night's or an earlier one's.
+    refused: list[Item] = field(default_factory=list)
 
     @property
     def unsettled(self) -> int:
@@ -324,6 +326,8 @@ class Pipeline:
     by then, so once a run is enough)."""
     _pruned: list[Item] = field(default_factory=list)
     """What :meth:`_sweep` pruned so far this run."""
+    _refused: dict[str, Item] = field(default_factory=dict)
+    """What the last prune of each orphan found the target refusing to delete, by key."""
 
     def __post_init__(self) -> None:
         self.gate = Gate(self.store, self.job.name, self.job.target.mappings.upstreams)
@@ -364,12 +368,18 @@ class Pipeline:
                 tg.start_soon(self.submit_all, work_rx)
                 tg.start_soon(poller.run)
             await self._sweep()
-            orphaned, pruned = self._orphaned or [], self._pruned
+            orphaned, pruned, refused = self._orphaned or [], self._pruned, list(self._refused.values())
             counts = await self.store.counts(self.job.name)
             stopped = flow.circuit.stopped
             outcome = "completed" if stopped is None else "stopped"
             return Outcome(
-                self.run_id, counts, cost=self._cost(), stopped=stopped, orphaned=orphaned, pruned=pruned
+                self.run_id,
+                counts,
+                cost=self._cost(),
+                stopped=stopped,
+                orphaned=orphaned,
+                pruned=pruned,
+                refused=refused,
             )
         finally:
             self._wake_tx.close()  # the wake channel lives as long as the run
@@ -387,7 +397,11 @@ class Pipeline:
         if self._orphaned is None:
             self._orphaned = await self.orphan()
         if self.prune and not self.stopped:
-            self._pruned += await self.prune_orphans(only)  # a pruned orphan is not pruned again
+            pruned, refused = await self.prune_orphans(only)  # a pruned orphan is not pruned again
+            self._pruned += pruned
+            for item in pruned:
+                self._refused.pop(item.key, None)
+            self._refused.update((item.key, item) for item in refused)
 
     async def _in_the_way(self) -> Callable[[Item], bool]:
         """The orphans pruned before a round of deferred submits: those whose object holds a name
@@ -520,8 +534,11 @@ class Pipeline:
             log.warning("orphaned", job=job, count=len(unseen), keys=[i.key for i in unseen[:20]])
         return unseen
 
-    async def prune_orphans(self, only: Callable[[Item], bool] | None = None) -> list[Item]:
-        """Delete at the target what orphaned items left there (``--prune``), saying what first.
+    async def prune_orphans(
+        self, only: Callable[[Item], bool] | None = None
+    ) -> tuple[list[Item], list[Item]]:
+        """Delete at the target what orphaned items left there (``--prune``), saying what first:
+        what was deleted, and what the target refused to delete.
 
         Downstream workflows must go before the upstreams they depend on, and an orphan does not
         tell its dependencies any more: refused deletes are tried again while a pass makes
@@ -539,7 +556,7 @@ class Pipeline:
             if item.target_id or any(p.state is not State.ORPHANED for p in parts.values()):
                 doomed.append((item, parts))
         if not doomed:
-            return []
+            return [], []
         log.warning(
             "pruning: deleting orphaned workflows at the target",
             job=job,
@@ -574,7 +591,7 @@ class Pipeline:
                     with tally(), bound_contextvars(key=item.key):
                         await self.provider.delete(item, parts)
                 except ProviderStopped:
-                    return pruned
+                    return pruned, []
                 except ProviderError as error:
                     refused.append((item, parts, error))
                     continue
@@ -601,7 +618,7 @@ class Pipeline:
                 job, self.run_id, [Move(item.key, frozenset({State.ORPHANED}), State.ORPHANED, kept, detail)]
             )
             log.warning("not pruned", key=item.key, code=why.code, message=why.message)
-        return pruned
+        return pruned, [item for item, _, _ in refused]
 
     # --- stages -------------------------------------------------------------------------------
 

@@ -901,8 +901,8 @@ def test_the_prune_before_a_round_finds_the_orphan_that_holds_the_name_by_its_fl
 def test_a_dataworks_prune_keeps_an_upstream_a_workflow_still_depends_on_and_says_so(tmp_path: Path) -> None:
     """DataWorks deletes no workflow another depends on. The sandbox deleted it, and a prune left
     the dependant at the target linked to nothing, exit 0. Now the prune is refused, the summary
-    says the orphan was not deleted and where to read why, and the dependant keeps its link;
-    once nothing depends on it, the next prune deletes it."""
+    says so each night, and where to read why, and the dependant keeps its link; once nothing
+    depends on it, the next prune deletes it."""
     workflows = list(generate(30, seed=23))
     by_ref = {ref: w for w in workflows for ref in (w.key, w.name)}
     dependant = next(w for w in workflows if w.upstream and w.upstream_workflows()[0] in by_ref)
@@ -912,13 +912,13 @@ def test_a_dataworks_prune_keeps_an_upstream_a_workflow_still_depends_on_and_say
     assert job.run().returncode == 0
     upstream_id = job.target_ids()[upstream.key]
     job.source([w for w in workflows if w is not upstream])
-    kept = job.run("--prune")
-    assert kept.returncode == 0, kept.stderr[-3000:]
-    assert (
-        f"orphaned: 1 gone from the source but still at the target: {upstream.name}. not deleted"
-        in kept.stderr
-    )
-    assert "--prune deletes them" not in kept.stderr
+    for _night in ("the night it was removed", "the next night, still depended on"):
+        kept = job.run("--prune")
+        assert kept.returncode == 0, kept.stderr[-3000:]
+        said = "not pruned: 1 gone from the source that the target refused to delete (another workflow"
+        assert said in kept.stderr
+        assert f"depends on it, say): {upstream.name}. Each says why" in kept.stderr
+        assert "--prune deletes them" not in kept.stderr
     conn = sqlite3.connect(job.state)
     try:
         (code,) = conn.execute("SELECT error_code FROM items WHERE key = ?", (upstream.key,)).fetchone()
@@ -934,3 +934,51 @@ def test_a_dataworks_prune_keeps_an_upstream_a_workflow_still_depends_on_and_say
     objects, _ = job.sandbox()
     assert upstream.name not in objects
     assert dependant.name not in objects
+
+
+def _deleted_by_hand(job: Job, name: str) -> None:
+    """Delete a workflow at the target as a user would in its console (EMR: the flow, not its jobs)."""
+    store = SandboxStore(sandbox_data_path(job.state, job.kind))
+    try:
+        with store.transaction():
+            if job.kind == "emr":
+                [flow] = [f for f in store.named("flows", name) if not f.get("deleted")]
+                store.put(
+                    "flows", flow["id"], {**flow, "deleted": True}, name=name, parent=flow["project_id"]
+                )
+                store.delete_children("flow_client_tokens", flow["id"])
+            else:
+                [found] = store.named("workflow_definitions", name)
+                store.delete("workflow_definitions", found["id"])
+                for kind in ("node_outputs", "workflow_paths", "workflow_depends"):
+                    store.delete_children(kind, found["id"])
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["emr", "dataworks"])
+@pytest.mark.parametrize("then", ["changed", "removed"])
+def test_a_workflow_deleted_by_hand_is_made_again_when_it_changes_and_its_prune_counts_as_done(
+    tmp_path: Path, kind: str, then: str
+) -> None:
+    """The not-found answers of both Alibaba products, end to end. A not-found missed makes a prune
+    of what is already gone refused for ever, or fails the update of a workflow deleted in the
+    console; a refusal taken for not-found marks a prune done though the object stays."""
+    (wf,), rest = _unlinked(1)
+    job = Job(tmp_path, kind)
+    job.source([wf, *rest])
+    assert job.run().returncode == 0
+    _deleted_by_hand(job, wf.name)
+    if then == "changed":
+        job.source([_changed(wf, "settings"), *rest])  # on EMR, a change of the flow itself
+        again = job.run()
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert job.states()[wf.key] == "done"
+        objects, _ = job.sandbox()
+        assert wf.name in objects
+    else:
+        job.source(rest)
+        pruned = job.run("--prune")
+        assert pruned.returncode == 0, pruned.stderr[-3000:]
+        assert f"pruned: 1 deleted at the target: {wf.name}" in pruned.stderr
+        assert job.target_ids()[wf.key] is None
