@@ -10,7 +10,9 @@ the provider's error table into an :class:`~migrator.errors.Action`:
   ``Retry-After``), paid for from the client-wide :class:`~migrator.engine.budget.RetryBudget`;
   a throttle does not use up one of the call's ``max_attempts`` (it says nothing about the
   request), so only the budget bounds it;
-- ``resign`` is sent again at once (a fresh nonce and timestamp), once;
+- ``resign`` is sent again at once (a fresh nonce and timestamp), up to :data:`RESIGNS` times: a
+  used nonce can come back, as the HTTP client sends a GET again, nonce and all, on a kept-alive
+  connection the server reset after it had taken the request; a clock that is wrong cannot;
 - ``fail`` is the caller's item's problem, raised as is;
 - ``stop`` and ``park`` (and a throttle asking to wait longer than ``park_after``) open the
   :class:`~migrator.engine.circuit.Circuit`: this call and every later one raise
@@ -54,6 +56,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 #: How long to park when a park answer gives no reset time.
 DEFAULT_PARK = 3600.0
+#: Fresh signatures one call may send after signature refusals before the provider is stopped.
+RESIGNS = 3
 #: A configured quota is paced this far under, so clock jitter between us and the gateway never
 #: crosses it.
 HEADROOM = 0.98
@@ -187,7 +191,7 @@ class Flow:
         tallies = [self.totals] if item is None else [self.totals, item]
         attempt = 0  # tries that count towards max_attempts
         retried = 0  # every retry, for the backoff's exponent
-        resigned = False
+        resigned = 0
         last_cost = 0
         uncertain: ProviderError | None = None  # an earlier try that may have landed
         try:
@@ -227,7 +231,7 @@ class Flow:
                 if action is Action.SUSPECT:
                     raise error
                 if action is Action.RESIGN:
-                    resigned = True
+                    resigned += 1
                     log.info("resign", call=what, code=error.code, request_id=error.request_id)
                     continue
                 # retry, throttle, or a refresh that did not cure it
@@ -284,7 +288,7 @@ class Flow:
         with anyio.move_on_after(delay):
             await self.circuit.opened.wait()
 
-    def _stops(self, action: Action, error: ProviderError, resigned: bool) -> ProviderStopped | None:
+    def _stops(self, action: Action, error: ProviderError, resigned: int) -> ProviderStopped | None:
         """The stop this answer causes, if it causes one."""
         if action is Action.STOP:
             return self.circuit.open(str(error))
@@ -294,6 +298,6 @@ class Flow:
             return self.circuit.open(f"quota used up until {moment(until)} ({error})", until)
         if action is Action.SUSPECT:
             return self.circuit.suspect(error)
-        if action is Action.RESIGN and resigned:
+        if action is Action.RESIGN and resigned >= RESIGNS:
             return self.circuit.open(f"{error} again after signing afresh: is this machine's clock right?")
         return None

@@ -14,7 +14,7 @@ import pytest
 
 from migrator.config import ProviderConfig
 from migrator.engine.budget import RetryBudget
-from migrator.engine.flow import Flow, tally
+from migrator.engine.flow import RESIGNS, Flow, tally
 from migrator.engine.rate import BETA, AdaptiveRate, Pace
 from migrator.errors import Action, ProviderError, ProviderStopped
 from migrator.providers.acs import ERRORS as ALIBABA
@@ -107,17 +107,22 @@ async def test_a_refused_signature_after_success_is_the_calls_error_and_stops_on
         await flow.call("x", fn)
 
 
-async def test_resign_is_sent_again_once_without_backoff_and_a_second_one_blames_the_clock() -> None:
+async def test_resign_is_sent_again_without_backoff_a_few_times_then_blames_the_clock() -> None:
+    """A used nonce can come back after a fresh signature: the HTTP client sends a GET again, nonce
+    and all, on a kept-alive connection the server reset after taking it. Under the sandboxes'
+    reset fault (10 % of calls, half of them after the change) two in a row stopped the provider
+    about once in 400 GETs, and a CI run with it; a refusal that stays after RESIGNS fresh
+    signatures still does."""
     flow, slept = quick()
-    fn, sent = script(err("SignatureNonceUsed", Action.RESIGN), "ok")
+    used = err("SignatureNonceUsed", Action.RESIGN)
+    fn, sent = script(*[used] * RESIGNS, "ok")
     assert await flow.call("x", fn) == "ok"
-    assert (len(sent), slept) == (2, [])
-    fn, _ = script(
-        err("InvalidTimeStamp.Expired", Action.RESIGN), err("InvalidTimeStamp.Expired", Action.RESIGN)
-    )
+    assert (len(sent), slept) == (RESIGNS + 1, [])
+    fn, sent = script(*[err("InvalidTimeStamp.Expired", Action.RESIGN)] * (RESIGNS + 1))
     with pytest.raises(ProviderStopped) as stopped:
         await flow.call("x", fn)
     assert "clock" in stopped.value.reason
+    assert len(sent) == RESIGNS + 1
 
 
 async def test_park_and_a_throttle_asking_for_a_long_wait_stop_until_the_reset() -> None:
