@@ -34,7 +34,7 @@ from migrator.engine.source import open_source
 from migrator.engine.target import open_provider
 from migrator.errors import ConfigError, MigratorError, ProviderError, ProviderStopped, StoreLockedError
 from migrator.model import inventory_schema
-from migrator.store import State, Store
+from migrator.store import Item, State, Store
 from migrator.store.lock import RunLock
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
@@ -265,18 +265,16 @@ def _summary(console: Console, job: JobConfig, outcome: Outcome, *, prune: bool)
         names = ", ".join(i.name for i in outcome.pruned)
         console.print(f"pruned: {len(outcome.pruned)} deleted at the target: {names}", soft_wrap=True)
     if outcome.refused:
-        names = ", ".join(i.name for i in outcome.refused[:20]) + (
-            ", ..." if len(outcome.refused) > 20 else ""
-        )
         console.print(
             f"not pruned: {len(outcome.refused)} gone from the source that the target refused to delete "
-            f"(another workflow depends on it, say): {names}. Each says why: migrator report {job.path}",
+            f"(another workflow depends on it, say): {_first_names(outcome.refused)}. "
+            f"Each says why: migrator report {job.path}",
             soft_wrap=True,
         )
     done = {i.key for i in [*outcome.pruned, *outcome.refused]}
     left = [i for i in outcome.orphaned if i.target_id and i.key not in done]
     if left:
-        names = ", ".join(i.name for i in left[:20]) + (", ..." if len(left) > 20 else "")
+        names = _first_names(left)
         then = (
             "the run stopped before pruning them"
             if prune
@@ -286,6 +284,11 @@ def _summary(console: Console, job: JobConfig, outcome: Outcome, *, prune: bool)
             f"orphaned: {len(left)} gone from the source but still at the target: {names}. {then}",
             soft_wrap=True,
         )
+
+
+def _first_names(items: list[Item], shown: int = 20) -> str:
+    """The names of the first ``shown`` items, and "..." if there are more."""
+    return ", ".join(i.name for i in items[:shown]) + (", ..." if len(items) > shown else "")
 
 
 def _job_name(job: str | None, store_jobs: list[str]) -> str:

@@ -405,10 +405,10 @@ class Pipeline:
 
     async def _in_the_way(self) -> Callable[[Item], bool]:
         """The orphans pruned before a round of deferred submits: those whose object holds a name
-        one of them wants (the refusal says which), for a removed workflow's object may hold
-        it. Not one a deferred submit was
-        rendered against, or a held workflow resolves a reference to (as the gate resolves it):
-        its links name it, and would be refused or, worse, bind to the new object of that name."""
+        one of them wants (the refusal says which), for a removed workflow's object may hold it.
+        Not one a deferred submit was rendered against, or a held workflow resolves a reference
+        to (as the gate resolves it): its links name it, and would be refused or, worse, bind to
+        the new object of that name."""
         holders = {exc.holder for _, exc in self._deferred}
         linked = [t for work, _ in self._deferred for t in work.upstreams]
         for key in self.gate.held_keys():

@@ -166,8 +166,10 @@ class SandboxStore:
     def delete(self, kind: str, id: str) -> None:
         self._db.execute("DELETE FROM objects WHERE kind = ? AND id = ?", (kind, id))
 
-    def delete_children(self, kind: str, parent: str) -> None:
-        self._db.execute("DELETE FROM objects WHERE kind = ? AND parent = ?", (kind, parent))
+    def delete_children(self, parent: str, *kinds: str) -> None:
+        """Every object of the given kinds under ``parent``, in one statement."""
+        marks = ", ".join("?" * len(kinds))
+        self._db.execute(f"DELETE FROM objects WHERE kind IN ({marks}) AND parent = ?", (*kinds, parent))
 
     def count(self, kind: str, *, name_contains: str = "") -> int:
         row = self._db.execute(
@@ -214,13 +216,6 @@ class SandboxStore:
             "SELECT body FROM objects WHERE kind = ? AND name = ? ORDER BY rowid", (kind, name)
         ).fetchall()
         return [_loads(r[0]) for r in rows]
-
-    def parents_named(self, kind: str, name: str) -> list[str]:
-        """The parents of the objects of a kind called ``name``: an indexed lookup."""
-        rows = self._db.execute(
-            "SELECT parent FROM objects WHERE kind = ? AND name = ? ORDER BY rowid", (kind, name)
-        ).fetchall()
-        return [str(r[0]) for r in rows if r[0] is not None]
 
     def names(self, kind: str, ids: Iterable[str]) -> dict[str, str]:
         """The names of the given objects of a kind, read from the column (no body decoded)."""

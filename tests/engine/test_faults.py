@@ -459,7 +459,7 @@ def test_emr_objects_made_by_hand_long_before_are_not_taken_after_unanswered_cre
     store = SandboxStore(sandbox_data_path(h.state, "emr"))
     with store.transaction():
         for flow in store.objects("flows"):  # a flow made by hand has no ClientToken of ours
-            store.delete_children("flow_client_tokens", flow["id"])
+            store.delete_children(flow["id"], "flow_client_tokens")
         for kind in ("flows", "flow_jobs"):
             for body in store.objects(kind):
                 aged = {**body, "gmt_create": body["gmt_create"] - 86_400_000}

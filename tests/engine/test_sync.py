@@ -25,8 +25,10 @@ import pytest
 
 from migrator.engine.target import sandbox_data_path
 from migrator.model import Workflow
+from migrator.providers.dataworks import sandbox as dataworks_sandbox
 from migrator.providers.dataworks.client import READS as DATAWORKS_READS
 from migrator.providers.dataworks.render import workflow_id
+from migrator.providers.emr import sandbox as emr_sandbox
 from migrator.providers.emr.client import READS as EMR_READS
 from migrator.providers.enos.client import READS as ENOS_READS
 from migrator.sample import generate, write_jsonl
@@ -942,16 +944,14 @@ def _deleted_by_hand(job: Job, name: str) -> None:
     try:
         with store.transaction():
             if job.kind == "emr":
-                [flow] = [f for f in store.named("flows", name) if not f.get("deleted")]
-                store.put(
-                    "flows", flow["id"], {**flow, "deleted": True}, name=name, parent=flow["project_id"]
-                )
-                store.delete_children("flow_client_tokens", flow["id"])
+                [flow] = [f for f in store.named(emr_sandbox.FLOWS, name) if not f.get("deleted")]
+                gone = {**flow, "deleted": True}
+                store.put(emr_sandbox.FLOWS, flow["id"], gone, name=name, parent=flow["project_id"])
+                store.delete_children(flow["id"], emr_sandbox.TOKENS)
             else:
-                [found] = store.named("workflow_definitions", name)
-                store.delete("workflow_definitions", found["id"])
-                for kind in ("node_outputs", "workflow_paths", "workflow_depends"):
-                    store.delete_children(kind, found["id"])
+                [found] = store.named(dataworks_sandbox.WORKFLOWS, name)
+                store.delete(dataworks_sandbox.WORKFLOWS, found["id"])
+                store.delete_children(found["id"], *dataworks_sandbox.HELD)
     finally:
         store.close()
 

@@ -54,6 +54,8 @@ WORKFLOWS = "workflow_definitions"
 OUTPUTS = "node_outputs"  # index: output string -> owning workflow (parent) and node
 PATHS = "workflow_paths"  # index: Data Studio path -> the workflow (parent) there
 DEPENDS = "workflow_depends"  # index: <dependant>><upstream>, named by the upstream, under the dependant
+#: What an accepted import takes, and a delete or the next import of the workflow gives up.
+HELD = (OUTPUTS, PATHS, DEPENDS)
 META = "sandbox_meta"  # "indexed": paths and links indexed for every definition (files from before)
 TAKEN_PATH = "target folder already exists: "
 
@@ -321,14 +323,14 @@ class _DataWorks:
     def _index(self, accepted: _Accepted) -> None:
         """What an accepted import takes: its outputs, its path, and its links to upstreams."""
         workflow_id = accepted.workflow_id
-        for kind in (OUTPUTS, PATHS, DEPENDS):
-            self._store.delete_children(kind, workflow_id)
+        self._store.delete_children(workflow_id, *HELD)
         self._store.put_children(
             OUTPUTS, workflow_id, ((o, {"node_id": node_id}) for o, node_id in accepted.outputs)
         )
         self._store.put_children(PATHS, workflow_id, [(accepted.path, {})])
         for upstream in accepted.upstreams:
-            self._store.put(DEPENDS, f"{workflow_id}>{upstream}", {}, name=upstream, parent=workflow_id)
+            link = {"dependant": workflow_id}
+            self._store.put(DEPENDS, f"{workflow_id}>{upstream}", link, name=upstream, parent=workflow_id)
 
     def _index_old_file(self) -> None:
         """A file from before paths and links were indexed: index its definitions, as imported."""
@@ -455,7 +457,7 @@ class _DataWorks:
         found = self._definition(call)
         workflow_id = found["id"]
         with self._store.transaction():  # the check and the delete under one write lock
-            dependants = self._store.parents_named(DEPENDS, workflow_id)  # never itself: see check_spec
+            dependants = [link["dependant"] for link in self._store.named(DEPENDS, workflow_id)]
             if dependants:
                 names = self._store.names(WORKFLOWS, dependants)
                 listed = ", ".join(f"{d} ({names.get(d, '?')})" for d in dependants)
@@ -465,8 +467,7 @@ class _DataWorks:
                     f"workflows {listed} depend on it. Remove those dependencies first.",
                 )
             self._store.delete(WORKFLOWS, workflow_id)
-            for kind in (OUTPUTS, PATHS, DEPENDS):
-                self._store.delete_children(kind, workflow_id)
+            self._store.delete_children(workflow_id, *HELD)
         return {"Success": True}
 
     async def get_workflow_definition(self, call: Call) -> dict[str, Any]:

@@ -761,7 +761,7 @@ class _Emr:
         flow = self._get(FLOWS, call.require("Id"), project, "flow")
         with self._store.transaction():
             self._put(FLOWS, {**flow, "deleted": True, "gmt_modified": _now_ms()})
-            self._store.delete_children(TOKENS, flow["id"])  # a token must not answer with a deleted flow
+            self._store.delete_children(flow["id"], TOKENS)  # a token must not answer with a deleted flow
         return {"Data": True}
 
     async def describe_flow(self, call: Call) -> dict[str, Any]:

@@ -888,7 +888,7 @@ class _EnOS:
                 link["flowId"] == flow["flowId"] for link in other["links"]
             ):
                 raise ApiError(62104, "This workflow is relied on by other workflows and cannot be deleted")
-        self._store.delete_children(FLOWS, str(flow["flowId"]))
+        self._store.delete_children(str(flow["flowId"]), FLOWS)
         return ""
 
     def _set_active(self, call: _Call, active: int) -> str:
